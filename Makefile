@@ -1,0 +1,43 @@
+# repcali: `make help` lists the targets. Everything runs inside .venv, created on first use.
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+.PHONY: help install demo test test-fast lint format clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"  # first, so the project's torch range is already met
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv: torch (TORCH=..., CPU build here), then the project with dev extras
+
+demo: install ## Embedded default (tiny T5 on ACLSum), calib=off and calib=on, side by side; offline, ~3 min
+	$(OFFLINE) $(PY) train.py experiment_name=demo calib=off
+	$(OFFLINE) $(PY) train.py experiment_name=demo calib=on
+	$(PY) -m repcali.report runs/demo
+
+test: install ## All tests, end-to-end runs included (offline, CPU, a few minutes)
+	$(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest
+
+test-fast: install ## Tests without the slow end-to-end runs
+	$(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest -m "not slow"
+
+lint: install ## ruff: lint and format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install ## ruff: fix what can be fixed and format
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean: ## Remove caches (runs/ stays: it holds results)
+	rm -rf .pytest_cache .ruff_cache **/__pycache__

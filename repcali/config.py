@@ -1,0 +1,199 @@
+"""Structured configs: the schema every YAML file in ``conf/`` is validated against.
+
+Hydra merges each group's YAML into these dataclasses, so a misspelt key or a wrong type fails
+at composition time with Hydra's own message. YAML files hold only what differs from here.
+Importing this module is cheap (no torch): ``train.py --cfg job`` and skipped reruns stay fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from repcali.errors import RepCaliError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The config groups that decide a run's result; their resolved values name its directory.
+IDENTITY_KEYS = ("model", "task", "method", "calib", "trainer", "seed")
+LAYERNORM_PLACEMENTS = ("post_add", "on_delta", "none")
+TRAIN_MODES = ("full", "frozen")
+
+
+@dataclass
+class RepCaliConfig:
+    """Options of the calibration block; where the paper is silent, the default is our choice.
+
+    - ``lam``: λ, the strength of calibration. The paper does not give its value; default 1.0.
+    - ``layernorm``: ``post_add`` = LN(h + λ·d) (default; one reading of the paper),
+      ``on_delta`` = h + λ·LN(d) (the other reading), ``none`` = h + λ·d (ablation).
+    - ``num_embeddings``: rows of LearnEmb. An all-ones seed reads row 1 only, so this changes the
+      parameter count, not the function; ``None`` = the backbone's max source positions, which
+      reproduces the paper's 0–0.8 % added parameters.
+    - ``train``: ``full`` fine-tunes backbone and block together (default, the paper's evidence);
+      ``frozen`` trains the block alone.
+    """
+
+    lam: float = 1.0
+    layernorm: str = "post_add"
+    num_embeddings: int | None = None
+    train: str = "full"
+
+    def __post_init__(self) -> None:
+        if self.layernorm not in LAYERNORM_PLACEMENTS:
+            raise RepCaliError(
+                f"calib.layernorm={self.layernorm!r} is unknown. Fix: use one of {LAYERNORM_PLACEMENTS}."
+            )
+        if self.train not in TRAIN_MODES:
+            raise RepCaliError(f"calib.train={self.train!r} is unknown. Fix: use one of {TRAIN_MODES}.")
+        if self.num_embeddings is not None and self.num_embeddings < 2:
+            raise RepCaliError(
+                "calib.num_embeddings < 2. Fix: use >= 2 (the all-ones Shape Seed reads row 1) or null."
+            )
+
+
+@dataclass
+class ModelConfig:
+    """A backbone: where to load it from and how to use it."""
+
+    name: str = MISSING
+    name_or_path: str = MISSING  # hub id, or a local folder (relative to the project root)
+    family: str = MISSING  # bart, t5, pegasus, ... (tests build a tiny variant per family)
+    init: str = "pretrained"  # "scratch": random weights from the config (smoke runs, tests)
+    tokenizer: str | None = None  # default: name_or_path
+    task_prefix: bool = False  # prepend the task's T5-style prefix ("summarize: ")
+    learning_rate: float = 5e-5  # recommended; trainer.learning_rate reads it
+    batch_size: int = 8  # recommended per-device batch; trainer reads it
+
+
+@dataclass
+class GenerationSettings:
+    """Decoding for evaluation, passed explicitly to ``generate`` (never the model's defaults)."""
+
+    num_beams: int = 4
+    max_new_tokens: int = 64
+    min_new_tokens: int = 0
+    length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    early_stopping: bool = True
+
+
+@dataclass
+class DataFiles:
+    """Local files per split (.jsonl, .json, .csv or .parquet) in the hub dataset's schema."""
+
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+
+
+@dataclass
+class TaskConfig:
+    """A dataset, how rows become (source, target) text, and how outputs are scored."""
+
+    name: str = MISSING
+    dataset: str | None = None  # hub id, e.g. EdinburghNLP/xsum
+    dataset_config: str | None = None
+    data_files: DataFiles = field(default_factory=DataFiles)  # local files; any set file overrides `dataset`
+    splits: dict[str, str] = field(
+        default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"}
+    )
+    source: str = "{document}"  # str.format template over a row's columns
+    target: str = "{summary}"
+    id_column: str | None = "id"
+    prefix: str = ""  # T5-style task prefix, used when model.task_prefix is true
+    language: str = "en"
+    max_source_length: int = 512
+    max_target_length: int = 128
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    eval_split: str = "test"  # the split whose scores are the run's metrics
+    epochs: float = 3.0  # recommended; trainer.num_train_epochs reads it
+    metrics: list[str] = field(default_factory=lambda: ["rouge"])
+    primary_metric: str = "rouge1"
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+
+
+@dataclass
+class CalibConfig(RepCaliConfig):
+    """``calib=off`` does not attach the block at all; ``calib=on`` attaches it with these options."""
+
+    name: str = "off"
+    enabled: bool = False
+
+
+@dataclass
+class MethodConfig:
+    """How the backbone is fine-tuned. ``full`` updates every weight."""
+
+    name: str = "full"
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking. ``none``: results.json only; ``wandb``: W&B as a mirror of it."""
+
+    name: str = "none"
+    project: str = "repcali"
+    entity: str | None = None
+    group: str | None = None  # default: the experiment name
+    tags: list[str] = field(default_factory=list)
+    mode: str | None = None  # online | offline | disabled; None: online, offline without API key
+
+
+@dataclass
+class TrainConfig:
+    """One run: a backbone fine-tuned on a task, with or without RepCali, for one seed."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    calib: CalibConfig = field(default_factory=CalibConfig)
+    trainer: dict[str, Any] = field(default_factory=dict)  # Seq2SeqTrainingArguments fields
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    experiment_name: str = "default"  # the group of runs: W&B group, first run-dir level (set by experiment=)
+    seed: int = 42
+    runs_dir: str = "runs"
+    rerun: bool = False  # run again even if results.json says completed
+    save_model: bool = True
+
+
+def run_path(cfg: DictConfig) -> str:
+    """``<experiment_name>/<task>/<model>/<method>/calib-<name>/seed<seed>-<hash>``, from the config.
+
+    The hash covers every resolved value in ``IDENTITY_KEYS``, so a changed λ, learning rate or
+    data file is a new run, while the same config always finds its earlier result.
+    """
+    identity = {
+        key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+        for key in IDENTITY_KEYS
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return "/".join(
+        [
+            cfg.experiment_name,
+            cfg.task.name,
+            cfg.model.name,
+            cfg.method.name,
+            f"calib-{cfg.calib.name}",
+            f"seed{cfg.seed}-{digest}",
+        ]
+    )
+
+
+def repcali_config(calib: DictConfig) -> RepCaliConfig:
+    """The block's options out of the ``calib`` group (which adds ``name`` and ``enabled``)."""
+    return RepCaliConfig(**{f.name: calib[f.name] for f in fields(RepCaliConfig)})
+
+
+def register() -> None:
+    """Register the schema and the ``${run_path:}`` resolver used by ``conf/train.yaml``."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    if not OmegaConf.has_resolver("run_path"):
+        OmegaConf.register_new_resolver("run_path", lambda *, _root_: run_path(_root_))

@@ -1,0 +1,95 @@
+"""The Hugging Face Trainer, set up for a run: arguments, generation, NaN guard, ordered predictions."""
+
+from __future__ import annotations
+
+import math
+from copy import deepcopy
+from pathlib import Path
+
+import numpy as np
+import transformers
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import SequentialSampler
+from transformers import DataCollatorForSeq2Seq, GenerationConfig, Seq2SeqTrainingArguments, TrainerCallback
+
+from repcali.errors import RepCaliError
+
+
+class Seq2SeqTrainer(transformers.Seq2SeqTrainer):
+    """``Seq2SeqTrainer`` whose evaluation keeps dataset order on one process.
+
+    With ``train_sampling_strategy=group_by_length`` the stock trainer also shuffles evaluation
+    batches by length, so predictions could not be matched to raw references by position.
+    (Distributed evaluation is already ordered: accelerate gathers shards in order.)
+    """
+
+    def _get_eval_sampler(self, eval_dataset):
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+
+class StopOnNaN(TrainerCallback):
+    """Fail fast with a fix when the logged training loss stops being finite."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise RepCaliError(
+                f"Training loss became {loss} at step {state.global_step}. "
+                "Fix: lower trainer.learning_rate, set trainer.max_grad_norm, or use fp32/bf16 instead of fp16."
+            )
+
+
+def generation_config(model, settings: DictConfig) -> GenerationConfig:
+    """The model's generation config (special tokens) with the task's decoding settings on top.
+
+    Lengths go in as ``max_length``/``min_length`` = new tokens + the decoder start token, which is
+    what ``max_new_tokens`` means for an encoder-decoder: ``Seq2SeqTrainer`` writes the default
+    ``max_length=20`` into the model's config after its first batch, and ``generate`` would then
+    warn on every later batch that both are set.
+    """
+    decoding = OmegaConf.to_container(settings, resolve=True)
+    lengths = {"max_length": decoding.pop("max_new_tokens") + 1, "min_length": decoding.pop("min_new_tokens") + 1}
+    config = deepcopy(model.generation_config)
+    config.update(**decoding, **lengths)
+    return config
+
+
+def training_arguments(
+    cfg: DictConfig, run_dir: Path, generation: GenerationConfig, report_to: list[str]
+) -> Seq2SeqTrainingArguments:
+    """``cfg.trainer`` passes straight to ``Seq2SeqTrainingArguments``; run-owned fields are set here."""
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    kwargs.update(
+        output_dir=str(run_dir / "checkpoints"),
+        seed=cfg.seed,
+        report_to=report_to,
+        predict_with_generate=True,
+        generation_config=generation,
+    )
+    try:
+        return Seq2SeqTrainingArguments(**kwargs)
+    except TypeError as error:
+        raise RepCaliError(
+            f"Bad trainer option: {error}. Fix: trainer.* keys must be Seq2SeqTrainingArguments fields."
+        ) from None
+
+
+def build_trainer(cfg: DictConfig, model, tokenizer, data, run_dir: Path, report_to: list[str]) -> Seq2SeqTrainer:
+    args = training_arguments(cfg, run_dir, generation_config(model, cfg.task.generation), report_to)
+    return Seq2SeqTrainer(
+        model=model,
+        args=args,
+        train_dataset=data.train,
+        data_collator=DataCollatorForSeq2Seq(
+            tokenizer, model=model, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None
+        ),
+        processing_class=tokenizer,
+        callbacks=[StopOnNaN()],
+    )
+
+
+def predict(trainer: Seq2SeqTrainer, dataset, tokenizer) -> list[str]:
+    """Batched generation over ``dataset`` in its order, decoded to text."""
+    output = trainer.predict(dataset, metric_key_prefix="eval")
+    token_ids = np.where(output.predictions < 0, tokenizer.pad_token_id, output.predictions)
+    return [text.strip() for text in tokenizer.batch_decode(token_ids, skip_special_tokens=True)]

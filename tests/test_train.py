@@ -1,0 +1,174 @@
+"""``train.py`` end to end as users run it (a subprocess), on tiny models and fixture data."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from repcali.modeling import load_model
+from repcali.runs import RESULTS_NAME, read_results
+
+ROOT = Path(__file__).resolve().parents[1]
+XSUM = ROOT / "tests" / "fixtures" / "xsum"
+FAST = [
+    "task=xsum",
+    f"task.data_files.train={XSUM}/train.jsonl",
+    f"task.data_files.test={XSUM}/test.jsonl",
+    "task.max_source_length=64",
+    "task.max_target_length=16",
+    "task.generation.num_beams=2",
+    "task.generation.max_new_tokens=8",
+    "task.generation.min_new_tokens=0",
+    "trainer.max_steps=3",
+    "trainer.logging_steps=1",
+    "model=tiny_t5",
+]
+
+
+def train(*overrides: str, runs_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "train.py", *FAST, f"runs_dir={runs_dir}", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
+
+
+def run_dir_of(process: subprocess.CompletedProcess) -> Path:
+    last_line = process.stdout.strip().splitlines()[-1]
+    assert "Run dir: " in last_line, process.stdout[-2000:] + process.stderr[-2000:]
+    return Path(last_line.split("Run dir: ")[1])
+
+
+@pytest.mark.slow
+def test_run_writes_results_then_skips_then_reruns(tmp_path):
+    first = train("calib=on", runs_dir=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = run_dir_of(first)
+    assert run_dir.parent.parent.parent.name == "tiny_t5" and run_dir.parent.name == "calib-on"
+    results = read_results(run_dir)
+    assert results["status"] == "completed" and results["error"] is None
+    assert set(results["metrics"]) >= {"rouge1", "rouge2", "rougeL", "rougeLsum", "train_loss"}
+    assert all(math.isfinite(v) for v in results["metrics"].values())
+    assert results["metric_settings"]["rouge"]["use_stemmer"] is True
+    assert results["metric_settings"]["n_examples"] == 8
+    params = results["params"]
+    assert params["added"] == 512 * 64 + 2 * 64 and params["total"] == params["backbone"] + params["added"]
+    assert results["config"]["calib"]["enabled"] is True and results["seed"] == 42
+    assert len(results["git"]["commit"] or "x" * 40) == 40 and results["versions"]["transformers"].startswith("5.")
+    assert {"load_s", "data_s", "train_s", "evaluate_s", "total_s"} <= set(results["timings"])
+    predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").open()]
+    assert len(predictions) == 8 and {"id", "prediction", "reference", "scores"} <= set(predictions[0])
+    assert load_model(run_dir / "model").repcali is not None
+
+    stamp = (run_dir / RESULTS_NAME).stat().st_mtime_ns
+    second = train("calib=on", runs_dir=tmp_path)
+    assert second.returncode == 0 and "Already completed" in second.stdout
+    assert run_dir_of(second) == run_dir and (run_dir / RESULTS_NAME).stat().st_mtime_ns == stamp
+
+    third = train("calib=on", "rerun=true", "save_model=false", runs_dir=tmp_path)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert read_results(run_dir)["status"] == "completed"
+    archived = list(run_dir.glob("results.completed.*.json"))
+    assert len(archived) == 1 and json.loads(archived[0].read_text())["started_at"] == results["started_at"]
+
+
+@pytest.mark.slow
+def test_calib_off_and_on_differ_only_in_the_block(tmp_path):
+    off = read_results(run_dir_of(train("calib=off", "save_model=false", runs_dir=tmp_path)))
+    on = read_results(run_dir_of(train("calib=on", "save_model=false", runs_dir=tmp_path)))
+    assert off["params"]["added"] == 0 and on["params"]["added"] > 0
+    assert off["params"]["backbone"] == on["params"]["backbone"]
+    assert off["run_dir"] != on["run_dir"]
+
+
+def test_default_config_composes_and_prints(tmp_path):
+    process = subprocess.run(
+        [sys.executable, "train.py", "--cfg", "job", "model=bart_base", "task=xsum", "calib=on"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 0, process.stderr
+    assert "name_or_path: facebook/bart-base" in process.stdout and "enabled: true" in process.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model=__no_such_model__", "Could not find 'model/__no_such_model__'"),
+        ("calib.lamda=0.5", "Key 'lamda' not in 'CalibConfig'"),
+        ("calib.lam=strong", "Value 'strong' of type 'str' could not be converted to Float"),
+    ],
+)
+def test_unknown_options_fail_at_composition_with_hydra_message(tmp_path, override, message):
+    process = train(override, runs_dir=tmp_path)
+    assert process.returncode != 0
+    assert message in process.stderr
+    assert len(process.stderr.strip().splitlines()) <= 25
+    assert not list(tmp_path.rglob(RESULTS_NAME))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["task.data_files.test=/nonexistent/test.jsonl"], "Data file not found: /nonexistent/test.jsonl"),
+        (["task.max_train_samples=0"], "split of task 'xsum' is empty"),
+        ([f"task.data_files.train={ROOT}/tests/fixtures/empty.jsonl"], "Data file is empty"),
+        (["+trainer.not_an_argument=1"], "Bad trainer option"),
+        (["calib=on", "calib.layernorm=pre"], "calib.layernorm='pre'"),
+        (["trainer.learning_rate=1e30", "trainer.max_grad_norm=0", "trainer.max_steps=6"], "Training loss became"),
+        (["model.name_or_path=/nonexistent/model"], "Could not load model"),
+    ],
+)
+def test_bad_input_fails_with_one_clear_message_and_a_failed_record(tmp_path, overrides, message):
+    process = train(*overrides, runs_dir=tmp_path)
+    assert process.returncode == 1
+    error_lines = [line for line in process.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1 and message in error_lines[0] and "Fix: " in error_lines[0]
+    assert "Traceback" not in process.stderr
+    results = read_results(run_dir_of(process))
+    assert results["status"] == "failed" and message in results["error"]["message"]
+
+
+@pytest.mark.slow
+def test_non_encoder_decoder_backbone_is_refused(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=2100)).save_pretrained(tmp_path / "gpt2")
+    process = train(
+        f"model.name_or_path={tmp_path / 'gpt2'}",
+        f"model.tokenizer={ROOT / 'assets' / 'tiny-t5'}",
+        "model.init=pretrained",
+        runs_dir=tmp_path,
+    )
+    assert process.returncode == 1 and "is not an encoder-decoder" in process.stderr
+
+
+@pytest.mark.slow
+def test_a_failed_rerun_keeps_the_completed_record(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "test"):
+        (data / f"{split}.jsonl").write_text((XSUM / f"{split}.jsonl").read_text())
+    paths = [
+        f"task.data_files.train={data}/train.jsonl",
+        f"task.data_files.test={data}/test.jsonl",
+        "save_model=false",
+    ]
+    run_dir = run_dir_of(train(*paths, runs_dir=tmp_path))
+    completed = (run_dir / RESULTS_NAME).read_text()
+    (data / "test.jsonl").unlink()
+    process = train(*paths, "rerun=true", runs_dir=tmp_path)
+    assert process.returncode == 1 and read_results(run_dir)["status"] == "failed"
+    assert [p.read_text() for p in run_dir.glob("results.completed.*.json")] == [completed]
