@@ -22,35 +22,32 @@ def find_results(root: str | Path) -> Iterator[tuple[Path, dict]]:
             continue
 
 
+def _cell(value, fmt: str = "{:.2f}") -> str:
+    return fmt.format(value) if isinstance(value, int | float) else "-"
+
+
 def metrics_table(columns: dict[str, dict]) -> str:
-    """A plain-text table: one row per metric, one column per run; Δ when two runs are compared."""
-    names = list(dict.fromkeys(name for results in columns.values() for name in results.get("metrics", {})))
+    """A plain-text table: one row per metric, one column per run, and Δ when two runs are compared."""
     labels = list(columns)
-    show_delta = len(labels) == 2
-    header = ["metric", *labels, *(["delta"] if show_delta else [])]
-    rows = []
-    for name in names:
+    metric_names = list(dict.fromkeys(name for results in columns.values() for name in results.get("metrics", {})))
+    rows = [["metric", *labels]]
+    for name in metric_names:
         values = [columns[label].get("metrics", {}).get(name) for label in labels]
-        cells = [f"{v:.2f}" if isinstance(v, int | float) else "-" for v in values]
-        if show_delta:
-            cells.append(f"{values[1] - values[0]:+.2f}" if None not in values else "-")
-        rows.append([name, *cells])
-    for key, fmt in (("added_pct", "{:.3f}%"), ("trainable", "{:,}")):
-        rows.append(
-            [
-                f"params {key}",
-                *[
-                    fmt.format(columns[lb]["params"][key]) if key in columns[lb].get("params", {}) else "-"
-                    for lb in labels
-                ],
-                *([""] if show_delta else []),
-            ]
-        )
-    rows.append(["status", *[columns[label]["status"] for label in labels], *([""] if show_delta else [])])
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+        delta = [_cell(values[1] - values[0], "{:+.2f}") if None not in values else "-"] if len(labels) == 2 else []
+        rows.append([name, *map(_cell, values), *delta])
+    rows.append(
+        ["params added %", *(_cell(columns[lb].get("params", {}).get("added_pct"), "{:.3f}") for lb in labels)]
+    )
+    rows.append(
+        ["params trainable", *(_cell(columns[lb].get("params", {}).get("trainable"), "{:,}") for lb in labels)]
+    )
+    rows.append(["status", *(columns[label].get("status", "-") for label in labels)])
+    if len(labels) == 2:
+        rows[0].append("delta")
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
     lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in [header, *rows]
-    ]
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in rows
+    ]  # rows may be short
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 

@@ -172,3 +172,23 @@ def test_a_failed_rerun_keeps_the_completed_record(tmp_path):
     process = train(*paths, "rerun=true", runs_dir=tmp_path)
     assert process.returncode == 1 and read_results(run_dir)["status"] == "failed"
     assert [p.read_text() for p in run_dir.glob("results.completed.*.json")] == [completed]
+
+
+@pytest.mark.slow
+def test_wandb_without_api_key_falls_back_to_offline(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
+    env.update(HOME=str(tmp_path / "home"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
+    process = subprocess.run(
+        [sys.executable, "train.py", *FAST, f"runs_dir={tmp_path / 'runs'}", "logger=wandb", "save_model=false"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    notices = [line for line in process.stdout.splitlines() if line.startswith("W&B:")]
+    assert len(notices) == 1 and "no API key configured, logging offline" in notices[0]
+    run_dir = run_dir_of(process)
+    assert read_results(run_dir)["status"] == "completed"
+    assert list((run_dir / "wandb").glob("offline-run-*"))
