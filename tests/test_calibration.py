@@ -184,3 +184,32 @@ def test_config_validation_and_default_table_size(tiny_dirs):
     t5, *_ = load(tiny_dirs, "t5")
     assert attach_repcali(bart).learn_emb.num_embeddings == bart.config.max_position_embeddings
     assert attach_repcali(t5).learn_emb.num_embeddings == 512  # T5 has relative positions: its usual 512
+
+
+def test_seq2seq_trainer_predictions_use_the_calibrated_states(tiny_dirs, tmp_path):
+    from transformers import DataCollatorForSeq2Seq, GenerationConfig, Seq2SeqTrainingArguments
+
+    from repcali.training import Seq2SeqTrainer
+
+    model, tokenizer, batch, _ = load(tiny_dirs, "t5")
+    randomize(attach_repcali(model, RepCaliConfig(lam=2.0)))
+    generation = GenerationConfig.from_model_config(model.config)
+    generation.update(num_beams=2, max_length=7, do_sample=False)
+    from datasets import Dataset
+
+    labels = tokenizer(text_target=["A method.", "Systems fail."])["input_ids"]
+    features = Dataset.from_dict({"input_ids": tokenizer(TEXTS)["input_ids"], "labels": labels})
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(tmp_path),
+        predict_with_generate=True,
+        report_to=[],
+        generation_config=generation,
+        per_device_eval_batch_size=2,
+    )
+    trainer = Seq2SeqTrainer(model=model, args=args, data_collator=DataCollatorForSeq2Seq(tokenizer, model=model))
+    predicted = trainer.predict(features).predictions
+    expected = model.generate(**batch, generation_config=generation)
+    assert predicted.shape[0] == 2
+    for row, reference in zip(predicted, expected, strict=True):
+        tokens = [t for t in row.tolist() if t not in (-100, tokenizer.pad_token_id)]
+        assert tokens == [t for t in reference.tolist() if t != tokenizer.pad_token_id]

@@ -192,3 +192,30 @@ def test_wandb_without_api_key_falls_back_to_offline(tmp_path):
     run_dir = run_dir_of(process)
     assert read_results(run_dir)["status"] == "completed"
     assert list((run_dir / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(tmp_path):
+    """Distributed data parallel (gloo on CPU) through the same train.py: one record, all examples once."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    process = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=2",
+            "train.py",
+            *FAST,
+            f"runs_dir={tmp_path}",
+            "calib=on",
+            "save_model=false",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    results = read_results(run_dir_of(process))
+    assert results["status"] == "completed" and results["host"]["world_size"] == 2
+    assert results["metric_settings"]["n_examples"] == 8
+    assert len((Path(results["run_dir"]) / "predictions.jsonl").read_text().splitlines()) == 8
