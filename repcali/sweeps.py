@@ -85,15 +85,16 @@ def _compose(overrides: list[str], return_hydra_config: bool = False) -> DictCon
         ) from None
 
 
-def _parser():
+def parser():
+    """Hydra's command-line override parser (with the config loader, for ``glob()`` over options)."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     return OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
 
 
-def jobs(part: str, overrides: list[str] = ()) -> list[list[str]]:
-    """The override list of every run of one grid, in the order the BasicSweeper launches them.
+def grid(part: str, overrides: list[str] = ()) -> tuple[DictConfig, list[list[str]]]:
+    """The composed sweep config and the override list of every run, in the BasicSweeper's order.
 
     Call inside :func:`hydra_compose`. The grid is ``hydra.sweeper.params`` of the composed
     config (the sweep file and whatever it includes); command-line ``overrides`` replace a
@@ -101,19 +102,20 @@ def jobs(part: str, overrides: list[str] = ()) -> list[list[str]]:
     """
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    parser = _parser()
+    overrides_parser = parser()
     arguments = [f"+sweep={part}", *overrides]
-    fixed = [o.input_line for o in parser.parse_overrides(arguments) if not o.is_sweep_override()]
-    params = _compose(fixed, return_hydra_config=True).hydra.sweeper.params or {}
+    fixed = [o.input_line for o in overrides_parser.parse_overrides(arguments) if not o.is_sweep_override()]
+    composed = _compose(fixed, return_hydra_config=True)
+    params = composed.hydra.sweeper.params or {}
     lines = [f"{key}={value}" for key, value in params.items()] + arguments
-    return BasicSweeper.split_arguments(parser.parse_overrides(lines), max_batch_size=None)[0]
+    return composed, BasicSweeper.split_arguments(overrides_parser.parse_overrides(lines), max_batch_size=None)[0]
 
 
 class RunDirs:
     """``<runs_dir>/<run_path(cfg)>`` of grid points; one composition per choice of config groups."""
 
     def __init__(self) -> None:
-        self.parser = _parser()
+        self.parser = parser()
         self._composed: dict[tuple[str, ...], DictConfig] = {}
 
     def config(self, job: list[str]) -> DictConfig:
@@ -153,7 +155,7 @@ def status(name: str, overrides: list[str] = ()) -> list[RunStatus]:
     with hydra_compose():
         run_dirs = RunDirs()
         for part in parts(name):
-            for job in jobs(part, overrides):
+            for job in grid(part, overrides)[1]:
                 run_dir = run_dirs(job)
                 results = read_results(run_dir) or {}
                 error = (results.get("error") or {}).get("message")
@@ -193,16 +195,16 @@ def run(name: str, overrides: list[str] = ()) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("list", "status", "run"))
-    parser.add_argument("name", nargs="?", help="a sweep: a file or folder in sweeps/")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py -m")
-    args = parser.parse_args(argv)
+    cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_argument("command", choices=("list", "status", "run"))
+    cli.add_argument("name", nargs="?", help="a sweep: a file or folder in sweeps/")
+    cli.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py -m")
+    args = cli.parse_args(argv)
     if args.command == "list":
         print("\n".join(f"{name}: {' '.join(parts(name))}" for name in available()))
         return
     if not args.name:
-        parser.error(f"name a sweep: one of {available()}")
+        cli.error(f"name a sweep: one of {available()}")
     try:
         if args.command == "status":
             print(format_status(status(args.name, args.overrides)))

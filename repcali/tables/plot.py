@@ -1,0 +1,49 @@
+"""Δ(RepCali − baseline) per row (backbone, or ablation setting) and task, with error bars."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+
+def delta_plot(title: str, bars: list[dict], path: Path) -> None:
+    """One panel per task; a horizontal bar per row: mean Δ of the task's primary metric.
+
+    ``bars``: dicts with ``task``, ``metric``, ``row``, ``delta``, ``std`` (over seeds; nan with
+    one seed, drawn without an error bar) and ``significant``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(bar["task"] for bar in bars))
+    rows = list(dict.fromkeys(bar["row"] for bar in bars))
+    width = 1.5 + 3.2 * max(1, len(tasks))
+    height = 1.6 + 0.32 * max(1, len(rows))
+    figure, axes = plt.subplots(1, max(1, len(tasks)), figsize=(width, height), sharey=True, squeeze=False)
+    if not bars:
+        axes[0][0].text(0.5, 0.5, "no RepCali run with a completed baseline yet", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    for axis, task in zip(axes[0], tasks, strict=False):
+        mine = {bar["row"]: bar for bar in bars if bar["task"] == task}
+        positions = range(len(rows))
+        values = [mine[row]["delta"] if row in mine else 0.0 for row in rows]
+        errors = [mine[row]["std"] if row in mine and math.isfinite(mine[row]["std"]) else 0.0 for row in rows]
+        colors = ["tab:blue" if value >= 0 else "tab:red" for value in values]
+        axis.barh(positions, values, xerr=errors, color=colors, alpha=0.8, capsize=3)
+        axis.axvline(0, color="black", linewidth=0.8)
+        for position, row in zip(positions, rows, strict=True):
+            if row not in mine:
+                axis.text(0, position, " n/a", va="center", fontsize=8, color="gray")
+            elif mine[row]["significant"]:
+                axis.text(values[position], position, " *", va="center", fontsize=12)
+        metric = next(iter(mine.values()))["metric"]
+        axis.set_title(f"{task} (Δ {metric})", fontsize=10)
+        axis.set_yticks(list(positions), rows, fontsize=8)
+        axis.invert_yaxis()
+        axis.grid(axis="x", alpha=0.3)
+    figure.suptitle(f"{title}: RepCali − baseline, mean ± std over seeds; * p < 0.05 (paired bootstrap)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
