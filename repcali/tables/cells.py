@@ -197,23 +197,25 @@ def group(
             cell.baseline = baselines.get(cell.runs[0].baseline_key)
 
     grid_order = [place(entry) for entry in expected]
-    return sorted(cells.values(), key=lambda cell: _sort_key(cell, grid_order, row_fields))
+    order = {
+        "task": _positions(task for task, _, _ in grid_order),
+        "base": _positions(_base(row, row_fields) for _, row, _ in grid_order),
+        "row": _positions(row for _, row, _ in grid_order),
+    }
+
+    def sort_key(cell: Cell) -> tuple:
+        def index(kind: str, value: Any) -> tuple:
+            return (order[kind][value], "") if value in order[kind] else (len(order[kind]), str(value))
+
+        base = _base(cell.row, row_fields)
+        setting = cell.runs[0].setting if cell.runs else ""
+        return index("task", cell.task), index("base", base), cell.calibrated, index("row", cell.row), setting
+
+    return sorted(cells.values(), key=sort_key)
 
 
-def _sort_key(cell: Cell, grid_order: list[tuple], row_fields: tuple[str, ...]) -> tuple:
-    def index(values: list, value: Any) -> tuple:
-        return (values.index(value), "") if value in values else (len(values), str(value))
-
-    tasks = list(dict.fromkeys(task for task, _, _ in grid_order))
-    base_rows = list(dict.fromkeys(_base(row, row_fields) for _, row, _ in grid_order))
-    rows = list(dict.fromkeys(row for _, row, _ in grid_order))
-    return (
-        index(tasks, cell.task),
-        index(base_rows, _base(cell.row, row_fields)),
-        cell.calibrated,
-        index(rows, cell.row),
-        str(cell.runs[0].setting if cell.runs else ""),
-    )
+def _positions(values: Iterable) -> dict[Any, int]:
+    return {value: i for i, value in enumerate(dict.fromkeys(values))}
 
 
 def _base(row: tuple, row_fields: tuple[str, ...]) -> tuple:

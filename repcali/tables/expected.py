@@ -9,6 +9,7 @@ config not written yet) makes the table fall back to the cells that have runs, a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -37,12 +38,11 @@ def _base_fields(composed: DictConfig) -> dict[str, Any]:
     return fields | {name: normal_value(name, composed.calib[name.split(".")[1]]) for name in CALIB_FIELDS}
 
 
-def job_fields(composed: DictConfig, job: list[str], parser) -> dict[str, Any]:
+def job_fields(base: dict[str, Any], job: list[str], parse: Callable[[str], tuple[str, Any]]) -> dict[str, Any]:
     """Fields of one grid point (as :attr:`repcali.tables.cells.Run.fields`): groups first, then values."""
-    fields = _base_fields(composed)
-    overrides = parser.parse_overrides(job)
-    for override in sorted(overrides, key=lambda o: o.key_or_group not in ("model", "task", "method", "calib")):
-        key, value = override.key_or_group, override.value()
+    fields = dict(base)
+    overrides = [parse(line) for line in job]
+    for key, value in sorted(overrides, key=lambda override: override[0] not in ("model", "task", "method", "calib")):
         if key in ("model", "task", "method"):
             fields[key] = _option(key, str(value)).get("name", str(value))
         elif key == "calib":
@@ -63,10 +63,17 @@ def expected_fields(sweep_names: tuple[str, ...]) -> tuple[list[dict] | None, st
     try:
         with sweeps.hydra_compose():
             parser = sweeps.parser()
+
+            @cache  # a grid repeats a few override strings many times; Hydra's parser is slow
+            def parse(line: str) -> tuple[str, Any]:
+                override = parser.parse_override(line)
+                return override.key_or_group, override.value()
+
             for name in sweep_names:
                 for part in sweeps.parts(name):
                     composed, jobs = sweeps.grid(part)
-                    entries += [job_fields(composed, job, parser) for job in jobs]
+                    base = _base_fields(composed)
+                    entries += [job_fields(base, job, parse) for job in jobs]
     except RepCaliError as error:
         return None, f"Expected cells unknown ({error}); only cells with runs are shown."
     sources = ", ".join(f"`{name}`" for name in sweep_names)

@@ -47,10 +47,11 @@ class PaperNumber:
         return self.kind == "claim" or not self.model or not self.task
 
     def describe(self) -> str:
-        number = "" if self.value is None else (f"{self.value:+g} " if self.kind == "delta" else f"{self.value:g} ")
-        where = " ".join(part for part in (self.task, self.model, self.method, self.metric) if part)
-        label = "paper" if self.evidence != "reference" else "reference"
-        return f"{label}: {where} {number}— {self.note} ({self.source}; evidence: {self.evidence})".replace("  ", " ")
+        """``paper, xsum rouge1 +0.11: backbone not stated (source; evidence S)``."""
+        number = "" if self.value is None else f"{self.value:+g}" if self.kind == "delta" else f"{self.value:g}"
+        where = " ".join(part for part in (self.task, self.model, self.method, self.metric, number) if part)
+        label = "reference" if self.evidence == "reference" else "paper"
+        return f"{label}{', ' + where if where else ''}: {self.note} ({self.source}; evidence {self.evidence})"
 
 
 def load(path: Path = PAPER_NUMBERS) -> list[PaperNumber]:
