@@ -20,6 +20,7 @@ Predictions are read only for RepCali cells with a completed baseline, once per 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,7 +141,50 @@ def _significance(cell: Cell, metrics: list[str], resamples: int) -> tuple[dict[
     return dict(zip(testable, bootstrap_p(differences, resamples), strict=True)), len(differences)
 
 
+def _cell_metric(spec: TableSpec, cell: Cell, metric: str, p: float | None, numbers: list) -> tuple[str, dict, set]:
+    """The text of one cell × metric, the numbers behind it (a CSV record), and the notes it needs."""
+    mean, delta = cell.metric(metric), cell.delta(metric) if cell.calibrated else None
+    significant = None if p is None else bool(p < ALPHA)
+    text, notes = _mean_text(cell, metric) if metric else cell.state, set()
+    if delta is not None:
+        mark = {True: "*", False: "", None: "†"}[significant]
+        text += f" (Δ {render.number(delta.mean, sign=True)}{mark})"
+        notes |= {UNTESTED} if p is None else set()
+    for entry in numbers:
+        if entry.kind != "claim" and entry.matches(spec.name, cell.task, cell.fields, metric):
+            value = render.number(entry.value, sign=entry.kind == "delta")
+            text += f" [{'ref' if entry.evidence == 'reference' else 'paper'} {value}]"
+            notes.add(entry.describe())
+    record = {
+        "table": spec.name,
+        "task": cell.task,
+        "calibrated": cell.calibrated,
+        "state": cell.state,
+        "setting": cell.runs[0].setting if cell.runs else "",
+        "metric": metric,
+        "mean": _mean(mean),
+        "std": mean.std if mean and mean.n > 1 else None,
+        "n": mean.n if mean else 0,
+        "n_expected": len(cell.expected_seeds),
+        "n_failed": cell.count("failed"),
+        "n_running": cell.count("running"),
+        "delta": _mean(delta),
+        "delta_std": delta.std if delta and delta.n > 1 else None,
+        "delta_seeds": delta.n if delta else 0,
+        "p_value": p,
+        "significant": significant,
+        "trainable_pct": _mean(cell.param("trainable_pct")),
+        "added_pct": _mean(cell.param("added_pct")),
+        "run_dirs": " ".join(str(run.path) for run in cell.runs),
+    }
+    return text, record, notes
+
+
+UNTESTED = "† not tested: no per-example scores in predictions.jsonl."
+
+
 def _table(spec: TableSpec, cells: list[Cell], grid_note: str, numbers: list, resamples: int):
+    """The table (sections per task, CSV records, notes) and the bars of its Δ plot."""
     labels = row_labels(cells, spec.rows)
     sections, records, bars = [], [], []
     for task in dict.fromkeys(cell.task for cell in cells):
@@ -152,61 +196,20 @@ def _table(spec: TableSpec, cells: list[Cell], grid_note: str, numbers: list, re
             p_values, n_examples = _significance(cell, metrics, resamples) if cell.calibrated else ({}, 0)
             texts = []
             for metric in metrics or [""]:
-                mean, delta = cell.metric(metric), cell.delta(metric) if cell.calibrated else None
-                p = p_values.get(metric)
-                significant = p is not None and p < ALPHA
-                text = _mean_text(cell, metric) if metric else cell.state
-                if delta is not None:
-                    mark = "*" if significant else ("" if p is not None else "†")
-                    text += f" (Δ {render.number(delta.mean, sign=True)}{mark})"
-                    notes |= {"untested"} if p is None else set()
-                for entry in numbers:
-                    if entry.kind != "claim" and entry.matches(spec.name, task, cell.fields, metric):
-                        value = render.number(entry.value, sign=entry.kind == "delta")
-                        text += f" [{'ref' if entry.evidence == 'reference' else 'paper'} {value}]"
-                        notes.add(entry.describe())
+                text, record, needed = _cell_metric(spec, cell, metric, p_values.get(metric), numbers)
+                tested = n_examples if record["p_value"] is not None else 0
+                record = {"row": labels[id(cell)], **record, "examples_tested": tested}
                 texts.append(text)
-                records.append(
-                    {
-                        "table": spec.name,
-                        "task": task,
-                        "row": labels[id(cell)],
-                        "calibrated": cell.calibrated,
-                        "state": cell.state,
-                        "setting": cell.runs[0].setting if cell.runs else "",
-                        "metric": metric,
-                        "mean": mean.mean if mean else None,
-                        "std": mean.std if mean and mean.n > 1 else None,
-                        "n": mean.n if mean else 0,
-                        "n_expected": len(cell.expected_seeds),
-                        "n_failed": cell.count("failed"),
-                        "n_running": cell.count("running"),
-                        "delta": delta.mean if delta else None,
-                        "delta_std": delta.std if delta and delta.n > 1 else None,
-                        "delta_seeds": delta.n if delta else 0,
-                        "p_value": p,
-                        "significant": significant if p is not None else None,
-                        "examples_tested": n_examples if p is not None else 0,
-                        "trainable_pct": _mean(cell.param("trainable_pct")),
-                        "added_pct": _mean(cell.param("added_pct")),
-                        "run_dirs": " ".join(str(run.path) for run in cell.runs),
-                    }
-                )
-                if metric == primary and delta is not None:
-                    row = labels[id(cell)]
-                    bars.append({"task": task, "metric": metric, "row": row, "delta": delta.mean, "std": delta.std})
-                    bars[-1]["significant"] = significant
+                records.append(record)
+                notes |= needed
+                if metric == primary and record["delta"] is not None:
+                    bars.append({key: record[key] for key in ("task", "metric", "row", "delta", "significant")})
+                    bars[-1]["std"] = record["delta_std"] if record["delta_std"] is not None else math.nan
             params = [render.number(_mean(cell.param(name))) for name in ("trainable_pct", "added_pct")]
             rows.append([labels[id(cell)], _runs_text(cell), *texts, *params])
-        sections.append(
-            render.Section(
-                task,
-                ["", "runs", *(metrics or ["result"]), "trainable %", "added %"],
-                rows,
-                sorted(note for note in notes if note != "untested")
-                + (["† not tested: no per-example scores in predictions.jsonl."] if "untested" in notes else []),
-            )
-        )
+        header = ["", "runs", *(metrics or ["result"]), "trainable %", "added %"]
+        section_notes = sorted(notes - {UNTESTED}) + ([UNTESTED] if UNTESTED in notes else [])
+        sections.append(render.Section(task, header, rows, section_notes))
     table_notes = [
         "Cells: mean ± std over seeds (sample std); runs: completed/expected seeds, failed and running counted.",
         "(Δ …): RepCali − its baseline row (same backbone, method and training settings without the block), "
@@ -215,8 +218,7 @@ def _table(spec: TableSpec, cells: list[Cell], grid_note: str, numbers: list, re
         grid_note,
         *[entry.describe() for entry in numbers if entry.table == spec.name and entry.is_note],
     ]
-    table = render.Table(spec.name, spec.title, spec.description, sections, records, table_notes)
-    return table, bars
+    return render.Table(spec.name, spec.title, spec.description, sections, records, table_notes), bars
 
 
 def build(runs_dir: Path, out_dir: Path, resamples: int = RESAMPLES) -> list[Path]:
