@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from repcali.config import TrainConfig, run_path
-from repcali.runs import RunRecord, write_predictions
+from repcali.runs import PREDICTIONS_NAME, RESULTS_NAME, RunRecord, write_predictions
 from repcali.tables import build, paper
 from repcali.tables.significance import bootstrap_p, example_scores, paired_differences
 
@@ -234,17 +235,31 @@ def test_bootstrap_p_values():
 
 @pytest.mark.slow
 def test_thousand_results_take_seconds(tmp_path):
-    """1,000 runs with 200-example predictions each: the whole build, significance included."""
+    """1,000 runs (500 RepCali/baseline pairs, 20-example predictions): the whole build, plots included.
+
+    One pair is written by the real writer; the others are copies with another model and seed
+    (writing 1,000 records through RunRecord, git and fsync included, would take longer than the build).
+    """
     rng = np.random.default_rng(0)
-    for i in range(500):
+    template = {"experiment": "main_table", "task": "xsum", "model": "template", "seed": 1}
+    scores = rng.normal(20, 5, N_EXAMPLES)
+    pair = [
+        write_run(tmp_path, **template, metrics={"rouge1": 20.0}, scores={"rouge1": scores}),
+        write_run(tmp_path, **template, calib={}, metrics={"rouge1": 20.5}, scores={"rouge1": scores + 0.5}),
+    ]
+    for i in range(1, 500):
         model, seed = f"model{i // 3}", i % 3 + 1
-        scores = rng.normal(20, 5, N_EXAMPLES)
-        common = {"experiment": "main_table", "task": "xsum", "model": model, "seed": seed}
-        write_run(tmp_path, **common, metrics={"rouge1": float(scores.mean())}, scores={"rouge1": scores})
-        write_run(tmp_path, **common, calib={}, metrics={"rouge1": float(scores.mean()) + 0.5},
-                  scores={"rouge1": scores + rng.normal(0.5, 1, N_EXAMPLES)})  # fmt: skip
+        for source in pair:
+            results = json.loads((source / RESULTS_NAME).read_text())
+            results.update(model=model, seed=seed, metrics={"rouge1": float(rng.normal(20, 1))})
+            results["config"].update(seed=seed, model={**results["config"]["model"], "name": model})
+            target = tmp_path / f"{model}-{seed}-{results['calib']}"
+            target.mkdir()
+            (target / RESULTS_NAME).write_text(json.dumps(results))
+            (target / PREDICTIONS_NAME).write_text((source / PREDICTIONS_NAME).read_text())
     start = time.perf_counter()
     written = build(tmp_path, tmp_path / "tables")
     seconds = time.perf_counter() - start
     print(f"tables over 1,000 results: {seconds:.1f} s")
-    assert len(written) == 4 and seconds < 30
+    table = (tmp_path / "tables" / "main_table.md").read_text()
+    assert len(written) == 4 and "| template + RepCali | 1/3 | 20.50 (Δ +0.50*) |" in table and seconds < 30
