@@ -163,24 +163,23 @@ def status(name: str, overrides: list[str] = ()) -> list[RunStatus]:
     return found
 
 
-def format_status(runs: list[RunStatus]) -> str:
+def format_status(runs: list[RunStatus], lines: bool = True, counts: bool = True) -> str:
     """One line per run (the overrides that vary within its grid), then the counts."""
-    lines = []
-    for part in dict.fromkeys(run.part for run in runs):
+    text = []
+    for part in dict.fromkeys(run.part for run in runs) if lines else ():
         grid = [run for run in runs if run.part == part]
         varying = {i for i in range(len(grid[0].job)) if len({run.job[i] for run in grid}) > 1}
-        lines.append(f"# +sweep={part}: {len(grid)} runs")
+        text.append(f"# +sweep={part}: {len(grid)} runs")
         for run in grid:
             label = " ".join(run.job[i] for i in sorted(varying)) or "(one run)"
             where = "" if run.status == "missing" else f"  {run.run_dir}"
             error = f"  ({run.error.splitlines()[0][:160]})" if run.error else ""
-            lines.append(f"{run.status:<8} {label}{where}{error}")
-    counts = Counter(run.status for run in runs)
-    lines.append(
-        f"{len(runs)} runs: "
-        + ", ".join(f"{counts[state]} {state}" for state in ("done", "failed", "running", "missing"))
-    )
-    return "\n".join(lines)
+            text.append(f"{run.status:<8} {label}{where}{error}")
+    if counts:
+        found = Counter(run.status for run in runs)
+        states = ", ".join(f"{found[state]} {state}" for state in ("done", "failed", "running", "missing"))
+        text.append(f"{len(runs)} runs: {states}")
+    return "\n".join(text)
 
 
 def run(name: str, overrides: list[str] = ()) -> int:
@@ -206,8 +205,12 @@ def main(argv: list[str] | None = None) -> None:
     if not args.name:
         cli.error(f"name a sweep: one of {available()}")
     try:
-        if args.command == "status":
-            print(format_status(status(args.name, args.overrides)))
+        if args.command == "status":  # part by part: a large grid takes a while to compose
+            found = []
+            for part in parts(args.name):
+                found += status(part, args.overrides)
+                print(format_status([run for run in found if run.part == part], counts=False), flush=True)
+            print(format_status(found, lines=False))
         else:
             sys.exit(run(args.name, args.overrides))
     except RepCaliError as error:

@@ -8,8 +8,8 @@ One point per evaluation example: its encoder states mean-pooled over its non-pa
 need thousands of points). Four sets of points:
 
 - before fine-tuning, without calibration: the backbone as the run's model config loads it;
-- before fine-tuning, with calibration: that backbone with the block initialised as the run
-  initialised it (same seed, same order as ``train.py``, hence the same initial weights);
+- before fine-tuning, with calibration: that backbone with a freshly initialised block (the
+  run's seed and block options), i.e. what the decoder read at step 0;
 - after fine-tuning, without calibration: the fine-tuned encoder's output ``h``;
 - after fine-tuning, with calibration: ``p = block(h)``, what the decoder reads.
 
@@ -80,20 +80,23 @@ def compactness(points: np.ndarray) -> float:
 
 def representation_sets(run_dir: Path, count: int) -> dict[str, np.ndarray]:
     """The four (or two) sets of pooled encoder states of a run, in panel order."""
-    from transformers import set_seed
+    from transformers import AutoTokenizer, set_seed
 
-    from repcali.calibration import attach_repcali
+    from repcali.calibration import attach_repcali, find_block
     from repcali.config import repcali_config
     from repcali.modeling import load_backbone, load_model
 
     cfg = _load_run(run_dir)
-    set_seed(cfg.seed)  # then load and attach in train.py's order: the run's initial weights
-    before, tokenizer = load_backbone(cfg.model)
-    if cfg.calib.enabled:
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")  # the run's, with any tokens it added
+    set_seed(cfg.seed)
+    before, _ = load_backbone(cfg.model)
+    if before.get_input_embeddings().num_embeddings < len(tokenizer):
+        before.resize_token_embeddings(len(tokenizer))  # the task's added tokens, freshly initialised as in the run
+    after = load_model(run_dir / "model")
+    if find_block(after) is not None:
         attach_repcali(before, repcali_config(cfg.calib))
     examples = _examples(cfg, tokenizer, count)
-    initial = pooled_states(before, tokenizer, examples)
-    tuned = pooled_states(load_model(run_dir / "model"), tokenizer, examples)
+    initial, tuned = pooled_states(before, tokenizer, examples), pooled_states(after, tokenizer, examples)
     sets = {"before fine-tuning, without calibration": initial["h"]}
     if "p" in initial:
         sets["before fine-tuning, with calibration"] = initial["p"]
