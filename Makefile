@@ -6,7 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: help install demo test test-fast lint format clean
+.PHONY: help install demo sweep sweep-status tables test test-fast lint format clean
+SWEEP ?= smoke
+RUNS ?= runs
+TABLES ?= tables
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -24,6 +27,15 @@ demo: install ## Embedded default (tiny T5 on ACLSum), calib=off and calib=on, s
 	$(OFFLINE) $(PY) train.py experiment_name=demo calib=off
 	$(OFFLINE) $(PY) train.py experiment_name=demo calib=on
 	$(PY) -m repcali.report runs/demo
+
+sweep: install ## Run a sweep of sweeps/, every part; completed runs are skipped: make sweep SWEEP=main_table
+	$(PY) -m repcali.sweeps run $(SWEEP)
+
+sweep-status: install ## done / failed / running / missing per run of a sweep, runs nothing: make sweep-status SWEEP=smoke
+	$(PY) -m repcali.sweeps status $(SWEEP)
+
+tables: install ## Paper tables (md, tex, csv, png) from every results.json under RUNS=runs into TABLES=tables
+	$(PY) -m repcali.tables --runs $(RUNS) --out $(TABLES)
 
 test: install ## All tests, end-to-end runs included (offline, CPU, a few minutes)
 	$(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest

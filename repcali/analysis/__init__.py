@@ -1,0 +1,1 @@
+"""Analyses of finished runs (``python -m repcali.analysis.<name> <run dir>``)."""

@@ -1,0 +1,3 @@
+from repcali.tables import main
+
+main()

@@ -1,0 +1,173 @@
+"""Sweeps: every grid composes; a tiny sweep runs, reruns with nothing to do, and feeds the tables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from repcali import sweeps
+from repcali.config import run_path
+from repcali.errors import RepCaliError
+from repcali.runs import RESULTS_NAME, RunRecord, read_results
+from tests.test_train import FAST, ROOT
+
+CHINESE_TASKS = {"csds", "lcsts"}
+GROUPS = ("model", "task", "method", "calib")
+
+
+def grid_values(part: str) -> dict[str, set[str]]:
+    """Swept and fixed values per key, from the grid's override lists."""
+    with sweeps.hydra_compose():
+        _, jobs = sweeps.grid(part)
+    values: dict[str, set[str]] = {}
+    for job in jobs:
+        for line in job:
+            key, _, value = line.partition("=")
+            values.setdefault(key.lstrip("+"), set()).add(value)
+    return values
+
+
+def missing_options(values: dict[str, set[str]]) -> list[str]:
+    """Config options a grid names that are not written yet (other issues add them)."""
+    return sorted(
+        f"conf/{group}/{option}.yaml"
+        for group in GROUPS
+        for option in values.get(group, ())
+        if not (sweeps.CONF_DIR / group / f"{option}.yaml").is_file()
+    )
+
+
+def all_parts() -> list[str]:
+    return [part for name in sweeps.available() for part in sweeps.parts(name)]
+
+
+def test_every_sweep_is_listed_with_its_parts():
+    assert set(sweeps.available()) >= {"smoke", "main_table", "glue_comparison", "ablations"}
+    assert sweeps.parts("main_table") == ["main_table/en", "main_table/zh"]
+    assert sweeps.parts("ablations/lambda") == ["ablations/lambda"]
+    with pytest.raises(Exception, match="Fix: use one of"):
+        sweeps.parts("no_such_sweep")
+
+
+@pytest.mark.parametrize("part", all_parts())
+def test_every_grid_composes(part):
+    try:
+        values = grid_values(part)
+    except RepCaliError as error:  # e.g. experiments/glue_comparison.yaml, written by another issue
+        if "Could not find" not in str(error):
+            raise
+        pytest.skip(f"a config it includes is not written yet: {error}")
+    assert len(values["seed"]) >= 2, "a sweep reports seeds' spread"
+    if missing := missing_options(values):
+        pytest.skip(f"waiting for {missing}")
+    with sweeps.hydra_compose():
+        _, jobs = sweeps.grid(part)
+        run_dirs = sweeps.RunDirs()
+        paths = [run_dirs(job) for job in (jobs[0], jobs[-1])]
+    assert all(path.parts[0] == "runs" for path in paths)
+
+
+def test_main_table_pairs_backbones_with_tasks_of_their_language():
+    english, chinese = grid_values("main_table/en"), grid_values("main_table/zh")
+    assert not english["task"] & CHINESE_TASKS and chinese["task"] == CHINESE_TASKS
+    assert len(english["model"]) == 21 and len(chinese["model"]) == 4 and not english["model"] & chinese["model"]
+    assert english["calib"] == chinese["calib"] == {"off", "on"} and english["seed"] == {"1", "2", "3"}
+
+
+def test_ablations_share_one_experiment_and_one_baseline():
+    parts = {part: grid_values(part) for part in sweeps.parts("ablations")}
+    assert {value for values in parts.values() for value in values["calib"]} == {"off", "on"}
+    assert parts["ablations/baseline"]["calib"] == {"off"}
+    assert parts["ablations/lambda"]["calib.lam"] >= {"0.5", "1.0", "2.0"}
+    assert parts["ablations/layernorm"]["calib.layernorm"] == {"post_add", "on_delta", "none"}
+    assert parts["ablations/frozen"]["calib.train"] == {"full", "frozen"}
+
+
+def test_run_dirs_match_a_full_composition(tmp_path):
+    """The shortcut (compose per group choice, then apply value overrides) finds train.py's directory."""
+    overrides = ["model=tiny_t5", "task=aclsum", f"runs_dir={tmp_path}", "trainer.max_steps=5"]
+    with sweeps.hydra_compose():
+        _, jobs = sweeps.grid("ablations/lambda", overrides)
+        run_dirs = sweeps.RunDirs()
+        for job in jobs:
+            cfg = sweeps._compose(job)
+            assert run_dirs(job) == Path(cfg.runs_dir) / run_path(cfg)
+    assert len(jobs) == 15 and len({str(run_dirs(job)) for job in jobs}) == 15
+
+
+SWEEP = ["+sweep=smoke", "seed=1", *FAST, "trainer.max_steps=2", "experiment_name=main_table"]
+
+
+def sweep(runs_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "train.py", "-m", *SWEEP, f"runs_dir={runs_dir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_reruns_nothing_and_feeds_status_tables_and_tsne(tmp_path):
+    runs = tmp_path / "runs"
+    first = sweep(runs)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = sorted(runs.rglob(RESULTS_NAME))
+    assert len(results) == 2 and all(read_results(path.parent)["status"] == "completed" for path in results)
+    stamps = [path.stat().st_mtime_ns for path in results]
+
+    second = sweep(runs)
+    assert second.returncode == 0 and second.stdout.count("Already completed; skipped") == 2
+    assert [path.stat().st_mtime_ns for path in results] == stamps
+
+    overrides = [line for line in SWEEP[1:] if line != "seed=1"] + [f"runs_dir={runs}"]
+    done = sweeps.status("smoke", ["seed=1", *overrides])
+    assert [run.status for run in done] == ["done", "done"] and {run.run_dir for run in done} == {
+        path.parent for path in results
+    }
+    wider = sweeps.status("smoke", ["seed=1,2", *overrides])
+    assert [run.status for run in wider] == ["done", "done", "missing", "missing"]
+    with sweeps.hydra_compose():  # seed 2, calib=off fails: recorded where train.py would record it
+        cfg = sweeps.RunDirs().config(wider[2].job)
+    RunRecord(wider[2].run_dir, cfg).fail(RuntimeError("CUDA out of memory"))
+    listing = subprocess.run(
+        [sys.executable, "-m", "repcali.sweeps", "status", "smoke", "seed=1,2", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert "failed   seed=2 calib=off" in listing and "(CUDA out of memory)" in listing
+    assert listing.strip().endswith("4 runs: 2 done, 1 failed, 0 running, 1 missing")
+
+    tables = subprocess.run(
+        [sys.executable, "-m", "repcali.tables", "--runs", str(runs), "--out", str(tmp_path / "tables")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert tables.returncode == 0, tables.stderr[-3000:]
+    assert {path.name for path in (tmp_path / "tables").iterdir()} == {
+        f"main_table.{suffix}" for suffix in ("md", "tex", "csv", "png")
+    }
+    markdown = (tmp_path / "tables" / "main_table.md").read_text()
+    assert "| tiny_t5 | 1/2 · 1 failed |" in markdown and "| tiny_t5 + RepCali | 1/2 |" in markdown  # seed 2 seen
+
+    calibrated = next(path.parent for path in results if "calib-on" in str(path))
+    png = tmp_path / "tsne.png"
+    tsne = subprocess.run(
+        [sys.executable, "-m", "repcali.analysis.tsne", str(calibrated), "--out", str(png)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert tsne.returncode == 0, tsne.stderr[-3000:]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,264 @@
+"""``make tables`` on fixture runs written by the real writer, checked against hand computation."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from repcali.config import TrainConfig, run_path
+from repcali.runs import PREDICTIONS_NAME, RESULTS_NAME, RunRecord, write_predictions
+from repcali.tables import build, paper
+from repcali.tables.significance import bootstrap_p, example_scores, paired_differences
+
+N_EXAMPLES = 20
+RESAMPLES = 200
+
+
+def write_run(
+    root: Path,
+    *,
+    experiment: str,
+    task: str,
+    model: str,
+    seed: int,
+    calib: dict | None = None,
+    method: str = "full",
+    metrics: dict | None = None,
+    scores: dict | None = None,
+    status: str = "completed",
+    primary: str = "rouge1",
+    added_pct: float = 0.0,
+) -> Path:
+    """One run as train.py records it: RunRecord for results.json, write_predictions for the scores."""
+    calib = {"name": "off", "enabled": False} if calib is None else {"name": "on", "enabled": True, **calib}
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(TrainConfig),
+        {
+            "experiment_name": experiment,
+            "seed": seed,
+            "model": {"name": model, "name_or_path": f"org/{model}", "family": "t5"},
+            "task": {"name": task, "primary_metric": primary},
+            "method": {"name": method},
+            "calib": calib,
+        },
+    )
+    run_dir = root / run_path(cfg)
+    record = RunRecord(run_dir, cfg)
+    record.start()
+    if status == "failed":
+        record.fail(RuntimeError("CUDA out of memory"))
+    elif status == "completed":
+        record.data["metrics"] = {**metrics, "train_loss": 1.0}
+        record.data["params"] = {"trainable_pct": 100.0, "added_pct": added_pct}
+        if scores is not None:
+            order = slice(None, None, -1 if calib["enabled"] else 1)  # stored in another order than the baseline
+            ids = [f"ex{i}" for i in range(N_EXAMPLES)][order]
+            per_example = {name: list(values)[order] for name, values in scores.items()}
+            write_predictions(run_dir, ids, ["p"] * N_EXAMPLES, ["r"] * N_EXAMPLES, per_example)
+        record.complete()
+    return run_dir
+
+
+def examples(mean: float, spread: float = 3.0) -> np.ndarray:
+    """Per-example scores with the given mean (a fixed zero-mean pattern around it)."""
+    pattern = np.tile([-1.0, 1.0], N_EXAMPLES // 2) * spread
+    return mean + pattern
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory) -> tuple[Path, dict]:
+    runs = tmp_path_factory.mktemp("runs")
+    xsum = {"experiment": "main_table", "task": "xsum"}
+    # bart_base: 3 seeds each way. rouge1 gains (1, 2, 0) on every example; rouge2 the same mean,
+    # half the examples up and half down; bleu has no per-example scores.
+    for seed, base, gain in ((1, 10.0, 1.0), (2, 12.0, 2.0), (3, 14.0, 0.0)):
+        off1, off2 = examples(base), examples(base / 2)
+        pattern = np.tile([1.0, -1.0], N_EXAMPLES // 2) * seed
+        metrics = {"rouge1": base, "rouge2": base / 2, "bleu": 5.0}
+        write_run(runs, **xsum, model="bart_base", seed=seed, metrics=metrics, scores={"rouge1": off1, "rouge2": off2})
+        write_run(runs, **xsum, model="bart_base", seed=seed, calib={},
+                  metrics={"rouge1": base + gain, "rouge2": base / 2, "bleu": 5.0 + seed},
+                  scores={"rouge1": off1 + gain, "rouge2": off2 + pattern}, added_pct=0.5)  # fmt: skip
+    # t5_small: baseline complete; RepCali seed 1 done, seed 2 failed, seed 3 never ran.
+    for seed in (1, 2, 3):
+        write_run(runs, **xsum, model="t5_small", seed=seed, metrics={"rouge1": 20.0 + seed})
+    write_run(runs, **xsum, model="t5_small", seed=1, calib={}, metrics={"rouge1": 25.0})
+    write_run(runs, **xsum, model="t5_small", seed=2, calib={}, status="failed")
+    # t5_base: RepCali failed, no baseline at all.
+    write_run(runs, **xsum, model="t5_base", seed=1, calib={}, status="failed")
+    # GLUE comparison: RTE accuracy, two methods with and without the block, 2 seeds.
+    for method, base in (("lora", 60.0), ("adapter", 62.0)):
+        for seed in (1, 2):
+            glue = {"experiment": "glue_comparison", "task": "rte", "model": "t5_base", "method": method}
+            write_run(runs, **glue, seed=seed, metrics={"accuracy": base + seed}, primary="accuracy")
+            write_run(runs, **glue, seed=seed, calib={}, metrics={"accuracy": base + 2 * seed}, primary="accuracy")
+    # Ablations: a baseline, λ = 0.5 and 1.0, and the on_delta LayerNorm (λ = 1).
+    ablation = {"experiment": "ablations", "task": "xsum", "model": "bart_base", "seed": 1}
+    write_run(runs, **ablation, metrics={"rouge1": 30.0})
+    write_run(runs, **ablation, calib={"lam": 0.5}, metrics={"rouge1": 31.0})
+    write_run(runs, **ablation, calib={"lam": 1.0}, metrics={"rouge1": 32.0})
+    write_run(runs, **ablation, calib={"layernorm": "on_delta"}, metrics={"rouge1": 29.0})
+
+    out = tmp_path_factory.mktemp("tables")
+    written = build(runs, out, resamples=RESAMPLES)
+    records = {}
+    for path in out.glob("*.csv"):
+        for row in csv.DictReader(path.open()):
+            records[(row["table"], row["task"], row["row"], row["metric"])] = row
+    return out, {"written": written, "records": records}
+
+
+def record(tables, table: str, task: str, row: str, metric: str) -> dict:
+    return tables[1]["records"][(table, task, row, metric)]
+
+
+def number(row: dict, key: str) -> float | None:
+    return float(row[key]) if row[key] not in ("", "None") else None
+
+
+def test_every_table_is_written_in_four_formats(tables):
+    out, found = tables
+    names = {"main_table", "glue_comparison", "lambda_ablation", "layernorm_ablation", "frozen_vs_full"}
+    assert {path.name for path in found["written"]} == {f"{n}.{s}" for n in names for s in ("md", "tex", "csv", "png")}
+    assert all(path.stat().st_size > 0 for path in found["written"])
+    assert (out / "main_table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for tex in out.glob("*.tex"):  # plain ASCII: compiles with pdflatex, no inputenc needed
+        assert r"\begin{tabular}" in tex.read_text() and tex.read_text().isascii(), tex
+
+
+def test_means_stds_and_deltas_match_hand_computation(tables):
+    baseline = record(tables, "main_table", "xsum", "bart_base", "rouge1")
+    assert number(baseline, "mean") == pytest.approx(12.0) and number(baseline, "std") == pytest.approx(2.0)
+    assert baseline["n"] == "3" and baseline["state"] == "done"
+    ours = record(tables, "main_table", "xsum", "bart_base + RepCali", "rouge1")
+    assert number(ours, "mean") == pytest.approx(13.0) and number(ours, "std") == pytest.approx(math.sqrt(3))
+    assert number(ours, "delta") == pytest.approx(1.0) and number(ours, "delta_std") == pytest.approx(1.0)
+    assert number(ours, "added_pct") == pytest.approx(0.5)
+    bleu = record(tables, "main_table", "xsum", "bart_base + RepCali", "bleu")
+    assert number(bleu, "delta") == pytest.approx(2.0) and bleu["p_value"] == ""  # no per-example scores
+
+
+def test_significance_flags(tables):
+    # rouge1: every example gains the same in every seed -> no resample reaches 0: p = 1 / (B + 1).
+    rouge1 = record(tables, "main_table", "xsum", "bart_base + RepCali", "rouge1")
+    assert number(rouge1, "p_value") == pytest.approx(1 / (RESAMPLES + 1)) and rouge1["significant"] == "True"
+    assert rouge1["examples_tested"] == str(N_EXAMPLES)
+    # rouge2: seed-averaged per-example differences are +2 / -2 alternately: observed Δ 0, p = 1.
+    rouge2 = record(tables, "main_table", "xsum", "bart_base + RepCali", "rouge2")
+    assert number(rouge2, "delta") == pytest.approx(0.0)
+    assert number(rouge2, "p_value") == pytest.approx(1.0) and rouge2["significant"] == "False"
+    markdown = (tables[0] / "main_table.md").read_text()
+    assert "13.00 ± 1.73 (Δ +1.00*)" in markdown and "(Δ +0.00)" in markdown and "(Δ +2.00†)" in markdown
+
+
+def test_partial_failed_and_missing_cells_are_shown(tables):
+    partial = record(tables, "main_table", "xsum", "t5_small + RepCali", "rouge1")
+    assert partial["state"] == "partial" and partial["n"] == "1" and partial["n_failed"] == "1"
+    assert number(partial, "delta") == pytest.approx(25.0 - 21.0) and partial["delta_seeds"] == "1"
+    assert record(tables, "main_table", "xsum", "t5_base + RepCali", "rouge1")["state"] == "failed"
+    # From the sweep's grid: a t5_base baseline, backbones and tasks with no run at all.
+    assert record(tables, "main_table", "xsum", "t5_base", "rouge1")["state"] == "missing"
+    assert record(tables, "main_table", "xsum", "pegasus_large + RepCali", "rouge1")["state"] == "missing"
+    assert record(tables, "main_table", "csds", "cpt_base", "")["state"] == "missing"
+    markdown = (tables[0] / "main_table.md").read_text()
+    assert "| t5_small + RepCali | 1/3 · 1 failed | 25.00 (Δ +4.00†) |" in markdown
+    assert "| t5_base + RepCali | 0/3 · 1 failed | failed |" in markdown
+    assert "| t5_base | missing | missing |" in markdown
+    assert "## csds" in markdown and "## cnn_dailymail" in markdown
+
+
+def test_paper_numbers_side_by_side_and_as_notes(tables):
+    markdown = (tables[0] / "main_table.md").read_text()
+    assert "| bart_large | missing | missing [ref 45.14] |" in markdown
+    assert "Lewis et al. 2020 (BART)" in markdown and "+0.11" in markdown and "backbone not stated" in markdown
+    numbers = paper.load()
+    assert {n.evidence for n in numbers} <= {"S", "reference"} and all(n.source for n in numbers)
+    assert "more than 1 % better than LoRA" in (tables[0] / "glue_comparison.md").read_text()
+
+
+def test_glue_comparison_rows_are_methods(tables):
+    lora = record(tables, "glue_comparison", "rte", "lora + RepCali", "accuracy")
+    assert number(lora, "mean") == pytest.approx(63.0) and number(lora, "delta") == pytest.approx(1.5)
+    assert number(record(tables, "glue_comparison", "rte", "adapter", "accuracy"), "mean") == pytest.approx(63.5)
+
+
+def test_ablation_tables_keep_the_other_options_at_their_defaults(tables):
+    records = tables[1]["records"]
+
+    def done(table: str) -> set[str]:  # seed 1 of 3: partial
+        return {key[2] for key, row in records.items() if key[0] == table and row["state"] == "partial"}
+
+    assert done("lambda_ablation") == {"bart_base", "bart_base + RepCali (λ=0.5)", "bart_base + RepCali (λ=1.0)"}
+    assert number(record(tables, "lambda_ablation", "xsum", "bart_base + RepCali (λ=0.5)", "rouge1"), "delta") == 1.0
+    assert done("layernorm_ablation") == {
+        "bart_base",
+        "bart_base + RepCali (LN=post_add)",
+        "bart_base + RepCali (LN=on_delta)",
+    }
+    assert done("frozen_vs_full") == {"bart_base", "bart_base + RepCali (train=full)"}
+    # The grid's other cells are there, missing: λ = 5 on BART-base, T5-base on αNLG.
+    assert record(tables, "lambda_ablation", "xsum", "bart_base + RepCali (λ=5.0)", "rouge1")["state"] == "missing"
+    assert record(tables, "frozen_vs_full", "anlg", "t5_base + RepCali (train=frozen)", "")["state"] == "missing"
+
+
+def test_pairs_by_id_and_averages_over_seeds(tmp_path):
+    def predictions(name: str, ids: list[str], values: list[float]) -> Path:
+        (tmp_path / name).mkdir()
+        write_predictions(tmp_path / name, ids, ["p"] * len(ids), ["r"] * len(ids), {"m": values})
+        return tmp_path / name
+
+    baseline_1 = predictions("b1", ["a", "b", "c"], [1.0, 2.0, 3.0])
+    ours_1 = predictions("o1", ["c", "a", "b"], [5.0, 1.0, 4.0])  # a +0, b +2, c +2
+    baseline_2 = predictions("b2", ["a", "b"], [0.0, 0.0])
+    ours_2 = predictions("o2", ["b", "a"], [4.0, 2.0])  # a +2, b +4; c only in seed 1: dropped
+    example_scores.cache_clear()
+    differences = paired_differences([(ours_1, baseline_1), (ours_2, baseline_2)], ["m"])
+    assert differences[:, 0].tolist() == [1.0, 3.0]
+
+
+def test_bootstrap_p_values():
+    assert bootstrap_p(np.full(50, 0.3), resamples=99)[0] == pytest.approx(1 / 100)
+    assert bootstrap_p(np.array([1.0, -1.0] * 25), resamples=99)[0] == 1.0
+    rng = np.random.default_rng(1)
+    noisy = np.stack([rng.normal(1.0, 1.0, 400), rng.normal(0.0, 1.0, 400)], axis=1)
+    p = bootstrap_p(noisy, resamples=500)
+    assert p[0] < 0.01 < 0.05 < p[1]
+
+
+@pytest.mark.slow
+def test_thousand_results_take_seconds(tmp_path):
+    """1,000 runs (500 RepCali/baseline pairs, 20-example predictions): the whole build, plots included.
+
+    One pair is written by the real writer; the others are copies with another model and seed
+    (writing 1,000 records through RunRecord, git and fsync included, would take longer than the build).
+    """
+    rng = np.random.default_rng(0)
+    template = {"experiment": "main_table", "task": "xsum", "model": "template", "seed": 1}
+    scores = rng.normal(20, 5, N_EXAMPLES)
+    pair = [
+        write_run(tmp_path, **template, metrics={"rouge1": 20.0}, scores={"rouge1": scores}),
+        write_run(tmp_path, **template, calib={}, metrics={"rouge1": 20.5}, scores={"rouge1": scores + 0.5}),
+    ]
+    for i in range(1, 500):
+        model, seed = f"model{i // 3}", i % 3 + 1
+        for source in pair:
+            results = json.loads((source / RESULTS_NAME).read_text())
+            results.update(model=model, seed=seed, metrics={"rouge1": float(rng.normal(20, 1))})
+            results["config"].update(seed=seed, model={**results["config"]["model"], "name": model})
+            target = tmp_path / f"{model}-{seed}-{results['calib']}"
+            target.mkdir()
+            (target / RESULTS_NAME).write_text(json.dumps(results))
+            (target / PREDICTIONS_NAME).write_text((source / PREDICTIONS_NAME).read_text())
+    start = time.perf_counter()
+    written = build(tmp_path, tmp_path / "tables")
+    seconds = time.perf_counter() - start
+    print(f"tables over 1,000 results: {seconds:.1f} s")
+    table = (tmp_path / "tables" / "main_table.md").read_text()
+    assert len(written) == 4 and "| template + RepCali | 1/3 | 20.50 (Δ +0.50*) |" in table and seconds < 30
