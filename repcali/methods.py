@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import peft
 import torch
 from omegaconf import DictConfig, OmegaConf
 from peft import PeftModel, TaskType, get_peft_model
@@ -124,12 +125,12 @@ def apply_method(model: nn.Module, name: str = "full", options: Mapping | None =
     options = OmegaConf.to_container(options, resolve=True) if isinstance(options, DictConfig) else dict(options or {})
     if name in PEFT_CONFIGS:
         model = _peft(model, name, options)
-    elif options and name != "adapter":
+    elif name == "adapter":
+        _add_adapters(model, options)
+    elif options:
         raise RepCaliError(f"method={name} takes no options, got {options}. Fix: remove the method.options overrides.")
     elif name == "frozen":
         model.requires_grad_(False)
-    elif name == "adapter":
-        _add_adapters(model, options)
     elif name == "bitfit":
         _train_biases_only(model)
     model.repcali_method = {"name": name, "options": options}
@@ -137,8 +138,6 @@ def apply_method(model: nn.Module, name: str = "full", options: Mapping | None =
 
 
 def _peft(model: nn.Module, name: str, options: dict[str, Any]) -> PeftModel:
-    import peft
-
     config_class = getattr(peft, PEFT_CONFIGS[name])
     try:
         config = config_class(task_type=TaskType.SEQ_2_SEQ_LM, **{**_peft_defaults(name, model.config), **options})
@@ -246,8 +245,8 @@ def load_method(directory: Path) -> nn.Module:
     saved = load_file(directory / METHOD_WEIGHTS_NAME) if expected else {}
     if set(saved) != expected:
         raise RepCaliError(
-            f"{directory} holds weights for {sorted(set(saved) ^ expected)[:3]}... that method={spec['name']} with "
-            f"{spec['options']} does not train. Fix: load it with the repcali version and options that saved it."
+            f"The weights in {directory} do not match method={spec['name']} with {spec['options']} (differing: "
+            f"{sorted(set(saved) ^ expected)[:3]}). Fix: load it with the repcali version that saved it."
         )
     model.load_state_dict(saved, strict=False)
     return model.eval()

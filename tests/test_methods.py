@@ -304,3 +304,36 @@ def test_glue_comparison_composes_every_point_of_its_grid(task):
             cfg = compose_train("experiment=glue_comparison", f"task={task}", f"method={method}", f"calib={calib}")
             assert (cfg.task.name, cfg.method.name, cfg.calib.name, cfg.model.name) == (task, method, calib, "t5_base")
             check_combination(cfg.method.name, cfg.calib.enabled, cfg.calib.train)
+
+
+def test_weights_saved_for_other_options_fail_to_load_with_a_fix(tiny_dirs, tmp_path):
+    model = build(tiny_dirs, "t5", "adapter", calib=False)
+    save_model(model, inputs(tiny_dirs, "t5")[0], tmp_path, base_model=tiny_dirs["t5"])
+    spec = json.loads((tmp_path / METHOD_CONFIG_NAME).read_text())
+    spec["options"]["targets"] = ["SelfAttention"]  # fewer adapters than were saved
+    (tmp_path / METHOD_CONFIG_NAME).write_text(json.dumps(spec))
+    with pytest.raises(RepCaliError, match="do not match method=adapter.*Fix: "):
+        load_model(tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_method_with_repcali_trains_and_generates_on_cuda_in_bf16(tiny_dirs, family, method):
+    """Added weights land on the model's device and dtype; generation agrees with the forward pass there."""
+    torch.manual_seed(0)
+    backbone = AutoModelForSeq2SeqLM.from_pretrained(tiny_dirs[family]).cuda().bfloat16()
+    model = apply_method(backbone, method, OPTIONS.get(method))
+    attach_repcali(unwrap(model))
+    _, batch, labels = inputs(tiny_dirs, family)
+    batch, labels = {k: v.cuda() for k, v in batch.items()}, labels.cuda()
+    assert {p.device.type for p in model.parameters()} == {"cuda"}
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    train_steps(model, batch, labels)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert {name for name, p in model.named_parameters() if not torch.equal(before[name], p)} == trainable
+    with torch.no_grad():
+        settings = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False)
+        generated = model.generate(**batch, **settings, output_logits=True, return_dict_in_generate=True)
+        forward = model(**batch, decoder_input_ids=generated.sequences[:, :-1]).logits
+    torch.testing.assert_close(torch.stack(generated.logits, dim=1).float(), forward.float(), rtol=0, atol=0.1)
