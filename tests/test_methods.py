@@ -77,9 +77,11 @@ def train_steps(model, batch, labels, steps: int = 3) -> None:
 @CALIB
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_training_changes_exactly_the_intended_parameters(tiny_dirs, family, method, calib):
+def test_training_moves_exactly_the_intended_weights_and_saving_keeps_just_those(
+    tiny_dirs, tmp_path, family, method, calib
+):
     model = build(tiny_dirs, family, method, calib)
-    _, batch, labels = inputs(tiny_dirs, family)
+    tokenizer, batch, labels = inputs(tiny_dirs, family)
     names = [name for name, _ in model.named_parameters()]
     intended = {n for n in names if INTENDED[method](n) or (calib and "repcali." in n)}
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
@@ -89,6 +91,28 @@ def test_training_changes_exactly_the_intended_parameters(tiny_dirs, family, met
     train_steps(model, batch, labels)
     changed = {name for name, p in model.named_parameters() if not torch.equal(before[name], p)}
     assert changed == trainable  # every trained weight moved, every other one is bit-identical
+
+    block = find_block(model)
+    method_trained = count_parameters(model, trainable_only=True) - (count_parameters(block) if block else 0)
+    save_model(model, tokenizer, tmp_path, base_model=tiny_dirs[family])
+    files = {path.name for path in tmp_path.iterdir()}
+    if method == "full":
+        assert "model.safetensors" in files and METHOD_CONFIG_NAME not in files
+    else:
+        assert "model.safetensors" not in files and BACKBONE_DIR not in files  # the backbone is not copied
+        weights = tmp_path / ("adapter_model.safetensors" if "adapter_config.json" in files else METHOD_WEIGHTS_NAME)
+        saved = sum(t.numel() for t in load_file(weights).values()) if weights.is_file() else 0
+        assert saved == method_trained
+        assert json.loads((tmp_path / METHOD_CONFIG_NAME).read_text())["base_model"] == tiny_dirs[family]
+    assert ("repcali.safetensors" in files) == calib
+
+    reloaded = load_model(tmp_path)
+    assert method_of(reloaded)["name"] == method and (find_block(reloaded) is not None) == calib
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch, labels=labels).logits, model(**batch, labels=labels).logits)
+        if method in ("prefix", "prompt"):  # PEFT's own generate paths
+            settings = dict(num_beams=2, max_new_tokens=5, min_new_tokens=5, do_sample=False)
+            assert torch.equal(reloaded.generate(**batch, **settings), model.generate(**batch, **settings))
 
 
 def shape(config) -> dict[str, int]:
@@ -158,37 +182,6 @@ def test_methods_that_start_as_the_identity_leave_outputs_unchanged(tiny_dirs, f
     with torch.no_grad():
         expected, got = vanilla(**batch, labels=labels).logits, model(**batch, labels=labels).logits
     assert torch.equal(got, expected)
-
-
-@CALIB
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("family", FAMILIES)
-def test_save_load_keeps_only_what_trains_and_reproduces_outputs(tiny_dirs, tmp_path, family, method, calib):
-    model = build(tiny_dirs, family, method, calib)
-    tokenizer, batch, labels = inputs(tiny_dirs, family)
-    train_steps(model, batch, labels)
-    block = find_block(model)
-    method_trained = count_parameters(model, trainable_only=True) - (count_parameters(block) if block else 0)
-    save_model(model, tokenizer, tmp_path, base_model=tiny_dirs[family])
-
-    files = {path.name for path in tmp_path.iterdir()}
-    if method == "full":
-        assert "model.safetensors" in files and METHOD_CONFIG_NAME not in files
-    else:
-        assert "model.safetensors" not in files and BACKBONE_DIR not in files  # the backbone is not copied
-        weights = tmp_path / ("adapter_model.safetensors" if "adapter_config.json" in files else METHOD_WEIGHTS_NAME)
-        saved = sum(t.numel() for t in load_file(weights).values()) if weights.is_file() else 0
-        assert saved == method_trained
-        assert json.loads((tmp_path / METHOD_CONFIG_NAME).read_text())["base_model"] == tiny_dirs[family]
-    assert ("repcali.safetensors" in files) == calib
-
-    reloaded = load_model(tmp_path)
-    assert method_of(reloaded)["name"] == method and (find_block(reloaded) is not None) == calib
-    with torch.no_grad():
-        assert torch.equal(reloaded(**batch, labels=labels).logits, model(**batch, labels=labels).logits)
-        if method in ("prefix", "prompt"):  # PEFT's own generate paths
-            settings = dict(num_beams=2, max_new_tokens=5, min_new_tokens=5, do_sample=False)
-            assert torch.equal(reloaded.generate(**batch, **settings), model.generate(**batch, **settings))
 
 
 @pytest.mark.parametrize("method", ["frozen", "lora", "prompt", "adapter", "bitfit"])
