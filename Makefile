@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: help install demo sweep sweep-status tables test test-fast lint format clean
+.PHONY: help install demo sweep sweep-status tables test test-fast lint format params clean
 SWEEP ?= smoke
 RUNS ?= runs
 TABLES ?= tables
@@ -50,6 +50,10 @@ lint: install ## ruff: lint and format check
 format: install ## ruff: fix what can be fixed and format
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+params: install ## Added parameters of RepCali and each method on T5-small/base/3B, from configs -> docs/parameters.md
+	mkdir -p docs
+	$(PY) -m repcali.params > docs/parameters.md.tmp && mv docs/parameters.md.tmp docs/parameters.md
 
 clean: ## Remove caches (runs/ stays: it holds results)
 	rm -rf .pytest_cache .ruff_cache **/__pycache__

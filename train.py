@@ -2,6 +2,7 @@
 
     python train.py                                        # embedded default: tiny BART on ACLSum, offline
     python train.py model=bart_base task=xsum calib=on     # any backbone x task x calib
+    python train.py method=lora calib=on                   # any fine-tuning method (conf/method/), + RepCali
     python train.py -m calib=off,on seed=1,2,3             # a sweep; completed runs are skipped
     torchrun --standalone --nproc_per_node=4 train.py model=t5_base task=xsum   # multi-GPU, same code
     python train.py --cfg job                              # print the composed config
@@ -34,25 +35,28 @@ log = logging.getLogger("repcali")
 
 
 def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> None:
-    """The experiment: load, calibrate, tokenize, train, generate, score, save."""
+    """The experiment: load, apply the method, calibrate, tokenize, train, generate, score, save."""
     # Heavy libraries load here, so `--cfg job` and skipped reruns start in a fraction of a second.
     from transformers import set_seed
 
     from repcali.calibration import attach_repcali
     from repcali.config import repcali_config
     from repcali.data import build_task_data
+    from repcali.methods import apply_method, check_combination, unwrap
     from repcali.metrics import compute
     from repcali.modeling import count_parameters, load_backbone, parameter_report, save_model
     from repcali.runs import host_info
     from repcali.training import build_trainer, predict
 
+    check_combination(cfg.method.name, cfg.calib.enabled, cfg.calib.train)
     record.data["host"] = host_info()
     set_seed(cfg.seed)
     with record.timed("load"):
         model, tokenizer = load_backbone(cfg.model)
         backbone_total = count_parameters(model)
+        model = apply_method(model, cfg.method.name, cfg.method.options)  # LoRA, adapter, ...: what trains
         if cfg.calib.enabled:
-            attach_repcali(model, repcali_config(cfg.calib))
+            attach_repcali(unwrap(model), repcali_config(cfg.calib))  # on the HF model inside a PEFT wrapper
     record.data["params"] = parameter_report(model, backbone_total)
     log.info("parameters: %s", record.data["params"])
 
@@ -61,14 +65,15 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
 
     report_to = start_wandb(cfg, run_dir, run_path(cfg))
     trainer = build_trainer(cfg, model, tokenizer, data, run_dir, report_to)
-    with record.timed("train"):
-        train_output = trainer.train()
-    record.data["timings"]["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
+    with record.timed("train"):  # nothing to train (method=frozen calib=off): the backbone is evaluated as loaded
+        train_output = trainer.train() if record.data["params"]["trainable"] else None
+    if train_output is not None:
+        record.data["timings"]["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
 
     with record.timed("evaluate"):
         predictions = predict(trainer, data.eval, tokenizer)
         scores = compute(list(cfg.task.metrics), predictions, data.eval_references, cfg.task.language)
-    record.data["metrics"] = {**scores.corpus, "train_loss": train_output.training_loss}
+    record.data["metrics"] = {**scores.corpus, **({"train_loss": train_output.training_loss} if train_output else {})}
     record.data["metric_settings"] = {
         "eval_split": cfg.task.eval_split,
         "n_examples": len(predictions),
@@ -78,8 +83,9 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     if trainer.is_world_process_zero():
         write_predictions(run_dir, data.eval_ids, predictions, data.eval_references, scores.per_example)
         if cfg.save_model:
-            with record.timed("save"):
-                save_model(model, tokenizer, run_dir / "model")
+            with record.timed("save"):  # a pretrained backbone is reloaded from its source, not copied
+                base_model = model.config.name_or_path if cfg.model.init == "pretrained" else None
+                save_model(model, tokenizer, run_dir / "model", base_model=base_model)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

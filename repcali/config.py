@@ -128,9 +128,17 @@ class CalibConfig(RepCaliConfig):
 
 @dataclass
 class MethodConfig:
-    """How the backbone is fine-tuned. ``full`` updates every weight."""
+    """How the backbone is fine-tuned (:mod:`repcali.methods`). ``full`` updates every weight.
+
+    - ``options``: the method's settings; for PEFT methods the fields of its PEFT config class
+      (``LoraConfig``, ``PrefixTuningConfig``, ``PromptTuningConfig``, ``IA3Config``).
+    - ``learning_rate``: the method's own rate (prompt tuning needs a far higher one); ``None``
+      keeps the backbone's ``model.learning_rate``.
+    """
 
     name: str = "full"
+    options: dict[str, Any] = field(default_factory=dict)
+    learning_rate: float | None = None
 
 
 @dataclass
@@ -191,9 +199,11 @@ def repcali_config(calib: DictConfig) -> RepCaliConfig:
 
 
 def register() -> None:
-    """Register the schema and the ``${run_path:}`` resolver used by ``conf/train.yaml``."""
+    """Register the schema and the resolvers used in ``conf/``: ``${run_path:}`` and ``${coalesce:...}``."""
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     if not OmegaConf.has_resolver("run_path"):
         OmegaConf.register_new_resolver("run_path", lambda *, _root_: run_path(_root_))
+    if not OmegaConf.has_resolver("coalesce"):  # the first value that is set: ${coalesce:${a},${b}}
+        OmegaConf.register_new_resolver("coalesce", lambda *values: next((v for v in values if v is not None), None))

@@ -1,4 +1,4 @@
-"""Backbones in and out: load through ``from_pretrained``, count parameters, save and reload runs."""
+"""Backbones in and out: load through ``from_pretrained``, count parameters, save and reload runs (any method)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,15 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, PreTr
 from repcali.calibration import CONFIG_NAME, backbone_state_dict, find_block, load_repcali, save_repcali
 from repcali.config import PROJECT_ROOT
 from repcali.errors import RepCaliError
+from repcali.methods import (
+    BACKBONE_DIR,
+    METHOD_CONFIG_NAME,
+    backbone_tensors,
+    load_method,
+    method_of,
+    save_method,
+    unwrap,
+)
 
 
 def _local_or_hub(name_or_path: str) -> str:
@@ -51,10 +60,14 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def parameter_report(model: nn.Module, backbone_total: int) -> dict[str, float]:
-    """Total, trainable and added parameters; added % is relative to the backbone, as in the paper."""
+    """Total, trainable and added parameters; added % is relative to the backbone, as in the paper.
+
+    ``added`` is what the method and RepCali add together; ``repcali`` is the block's share of it.
+    """
     total = count_parameters(model)
     trainable = count_parameters(model, trainable_only=True)
     added = total - backbone_total
+    block = find_block(model)
     return {
         "total": total,
         "trainable": trainable,
@@ -62,20 +75,37 @@ def parameter_report(model: nn.Module, backbone_total: int) -> dict[str, float]:
         "added": added,
         "added_pct": 100 * added / backbone_total,
         "backbone": backbone_total,
+        "repcali": count_parameters(block) if block is not None else 0,
     }
 
 
-def save_model(model: PreTrainedModel, tokenizer, directory: str | Path) -> None:
-    """The backbone in the usual Hugging Face format, and the RepCali block (if any) beside it."""
-    model.save_pretrained(directory, state_dict=backbone_state_dict(model))
+def save_model(model: nn.Module, tokenizer, directory: str | Path, base_model: str | None = None) -> None:
+    """Save a run's model so that :func:`load_model` reproduces its outputs, and the RepCali block beside it.
+
+    Full fine-tuning saves the backbone in the usual Hugging Face format. Any other method saves only
+    what it trains (PEFT's own format for PEFT methods) and its config, with ``base_model`` (hub id or
+    folder) to reload the backbone from; ``None`` saves the backbone's own tensors too, in ``backbone/``.
+    """
+    directory = Path(directory)
+    if method_of(model)["name"] == "full":
+        model.save_pretrained(directory, state_dict=backbone_state_dict(model))
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+        save_method(model, directory, base_model)
+        if base_model is None:
+            unwrap(model).save_pretrained(directory / BACKBONE_DIR, state_dict=backbone_tensors(model))
     tokenizer.save_pretrained(directory)
     if find_block(model) is not None:
         save_repcali(model, directory)
 
 
-def load_model(directory: str | Path) -> PreTrainedModel:
-    """Reload what :func:`save_model` wrote: the backbone, re-calibrated if it was saved with RepCali."""
-    model = AutoModelForSeq2SeqLM.from_pretrained(directory)
-    if (Path(directory) / CONFIG_NAME).is_file():
-        load_repcali(model, directory)
+def load_model(directory: str | Path) -> nn.Module:
+    """Reload what :func:`save_model` wrote: backbone and method, re-calibrated if it was saved with RepCali."""
+    directory = Path(directory)
+    if (directory / METHOD_CONFIG_NAME).is_file():
+        model = load_method(directory)
+    else:
+        model = AutoModelForSeq2SeqLM.from_pretrained(directory)
+    if (directory / CONFIG_NAME).is_file():
+        load_repcali(unwrap(model), directory)
     return model

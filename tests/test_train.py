@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from transformers import AutoConfig
 
+from repcali.calibration import find_block
+from repcali.methods import method_of
 from repcali.modeling import load_model
 from repcali.runs import RESULTS_NAME, read_results
 
@@ -129,6 +132,8 @@ def test_unknown_options_fail_at_composition_with_hydra_message(tmp_path, overri
         (["calib=on", "calib.layernorm=pre"], "calib.layernorm='pre'"),
         (["trainer.learning_rate=1e30", "trainer.max_grad_norm=0", "trainer.max_steps=6"], "Training loss became"),
         (["model.name_or_path=/nonexistent/model"], "Could not load model"),
+        (["method=lora", "calib=on", "calib.train=frozen"], "calib.train=frozen trains only the RepCali block"),
+        (["method=lora", "+method.options.rank=4"], "must be valid fields of peft.LoraConfig"),
     ],
 )
 def test_bad_input_fails_with_one_clear_message_and_a_failed_record(tmp_path, overrides, message):
@@ -219,3 +224,33 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     assert results["status"] == "completed" and results["host"]["world_size"] == 2
     assert results["metric_settings"]["n_examples"] == 8
     assert len((Path(results["run_dir"]) / "predictions.jsonl").read_text().splitlines()) == 8
+
+
+@pytest.mark.slow
+def test_lora_with_repcali_records_its_parameters_and_saves_only_what_trains(tmp_path):
+    process = train("method=lora", "calib=on", runs_dir=tmp_path)
+    assert process.returncode == 0, process.stderr[-3000:]
+    run_dir = run_dir_of(process)
+    assert run_dir.parent.parent.name == "lora" and run_dir.parent.name == "calib-on"
+    config = AutoConfig.from_pretrained(ROOT / "assets" / "tiny-t5")
+    attentions = config.num_layers + 2 * config.num_decoder_layers  # q and v of each, r = 8 (conf/method/lora.yaml)
+    lora = 2 * attentions * 8 * (config.d_model + config.num_heads * config.d_kv)
+    block = 512 * config.d_model + 2 * config.d_model
+    params = read_results(run_dir)["params"]
+    assert (params["added"], params["repcali"], params["trainable"]) == (lora + block, block, lora + block)
+    assert params["added_pct"] == pytest.approx(100 * (lora + block) / params["backbone"])
+
+    saved = run_dir / "model"
+    assert (saved / "adapter_config.json").is_file() and not (saved / "model.safetensors").exists()
+    assert (saved / "backbone" / "model.safetensors").is_file()  # model.init=scratch: no checkpoint to reload
+    reloaded = load_model(saved)
+    assert method_of(reloaded)["name"] == "lora" and find_block(reloaded) is not None
+
+
+@pytest.mark.slow
+def test_frozen_without_calibration_evaluates_the_backbone_untrained(tmp_path):
+    process = train("method=frozen", "save_model=false", runs_dir=tmp_path)
+    assert process.returncode == 0, process.stderr[-3000:]
+    results = read_results(run_dir_of(process))
+    assert results["status"] == "completed" and results["params"]["trainable"] == 0
+    assert "train_loss" not in results["metrics"] and math.isfinite(results["metrics"]["rouge1"])
