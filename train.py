@@ -49,7 +49,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     record.data["host"] = host_info()
     set_seed(cfg.seed)
     with record.timed("load"):
-        model, tokenizer = load_backbone(cfg.model)
+        model, tokenizer = load_backbone(cfg.model, cfg.task.language)
         backbone_total = count_parameters(model)
         if cfg.calib.enabled:
             attach_repcali(model, repcali_config(cfg.calib))
@@ -57,7 +57,9 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     log.info("parameters: %s", record.data["params"])
 
     with record.timed("data"):
-        data = build_task_data(cfg.task, tokenizer, use_prefix=cfg.model.task_prefix)
+        data = build_task_data(
+            cfg.task, tokenizer, use_prefix=cfg.model.task_prefix, max_positions=cfg.model.max_positions
+        )
 
     report_to = start_wandb(cfg, run_dir, run_path(cfg))
     trainer = build_trainer(cfg, model, tokenizer, data, run_dir, report_to)
@@ -66,8 +68,10 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     record.data["timings"]["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
 
     with record.timed("evaluate"):
-        predictions = predict(trainer, data.eval, tokenizer)
-        scores = compute(list(cfg.task.metrics), predictions, data.eval_references, cfg.task.language)
+        predictions = predict(trainer, data.eval, tokenizer, cfg.task.language)
+        scores = compute(
+            list(cfg.task.metrics), predictions, data.eval_references, cfg.task.language, ids=data.eval_ids
+        )
     record.data["metrics"] = {**scores.corpus, "train_loss": train_output.training_loss}
     record.data["metric_settings"] = {
         "eval_split": cfg.task.eval_split,
