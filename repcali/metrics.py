@@ -106,6 +106,17 @@ def bleu(predictions: list[str], references: References, language: str = "en", i
     return Scores({"bleu": score.score}, {"bleu": per_example}, settings)
 
 
+def chrf(predictions: list[str], references: References, language: str = "en", ids=None) -> Scores:
+    """chrF++ (sacrebleu, character n-grams plus word bigrams), the WebNLG challenge's second metric."""
+    from sacrebleu.metrics import CHRF
+
+    metric = CHRF(word_order=2)
+    score = metric.corpus_score(predictions, _reference_streams(references))
+    per_example = [metric.sentence_score(p, refs).score for p, refs in zip(predictions, references, strict=True)]
+    settings = {"chrf": {"implementation": f"sacrebleu {version('sacrebleu')}", "signature": str(metric.get_signature())}}
+    return Scores({"chrf": score.score}, {"chrf": per_example}, settings)
+
+
 def _label(text: str) -> str:
     return text.strip().lower()
 
@@ -224,6 +235,7 @@ def mwzeval_input(ids: list[str], predictions: list[str]) -> dict[str, list[dict
 METRICS: dict[str, Callable[..., Scores]] = {
     "rouge": rouge,
     "bleu": bleu,
+    "chrf": chrf,
     "meteor": meteor,
     "cider": cider,
     "accuracy": accuracy,
