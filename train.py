@@ -42,7 +42,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     from repcali.config import repcali_config
     from repcali.data import build_task_data
     from repcali.metrics import compute
-    from repcali.modeling import count_parameters, load_backbone, parameter_report, save_model
+    from repcali.modeling import add_tokens, count_parameters, load_backbone, parameter_report, save_model
     from repcali.runs import host_info
     from repcali.training import build_trainer, predict
 
@@ -50,6 +50,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     set_seed(cfg.seed)
     with record.timed("load"):
         model, tokenizer = load_backbone(cfg.model, cfg.task.language)
+        add_tokens(model, tokenizer, cfg.task.new_tokens)
         backbone_total = count_parameters(model)
         if cfg.calib.enabled:
             attach_repcali(model, repcali_config(cfg.calib))

@@ -126,6 +126,7 @@ class TaskConfig:
     source: str = "{document}"  # str.format template over a row's (and the formatter's) columns
     target: str = "{summary}"
     labels: list[str] = field(default_factory=list)  # classification: label id -> target text
+    new_tokens: list[str] = field(default_factory=list)  # added to the vocabulary (WebNLG's <H> <R> <T>)
     group_references: bool = False
     id_column: str | None = "id"
     prefix: str = ""  # T5-style task prefix, used when model.task_prefix is true

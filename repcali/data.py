@@ -72,7 +72,10 @@ def _load_local(task: DictConfig, splits: list[str]) -> DatasetDict:
         )
     builder = builders.pop()
     try:
-        return load_dataset(builder, data_files={split: str(path) for split, path in files.items()})
+        # one split at a time: splits may differ in extra columns (LCSTS: human_label on valid/test only)
+        return DatasetDict(
+            {split: load_dataset(builder, data_files={split: str(path)}, split=split) for split, path in files.items()}
+        )
     except Exception as error:  # malformed JSON/CSV: datasets' own errors are long and indirect
         raise RepCaliError(
             f"Could not read {sorted(map(str, files.values()))} as {builder} ({type(error).__name__}: "

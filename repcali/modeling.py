@@ -73,6 +73,12 @@ def load_backbone(model_cfg: DictConfig, language: str = "en") -> tuple[PreTrain
     return model, tokenizer
 
 
+def add_tokens(model: PreTrainedModel, tokenizer, tokens: list[str]) -> None:
+    """Add a task's marker tokens to the vocabulary and the embeddings (new rows are freshly initialised)."""
+    if tokens and tokenizer.add_tokens(list(tokens)):
+        model.resize_token_embeddings(len(tokenizer))
+
+
 def _warm_started_encoder_decoder(source: str, tokenizer) -> PreTrainedModel:
     """BERT2BERT (Rothe et al., 2020): encoder and decoder both start from the encoder checkpoint; the
     decoder's cross-attention is new. Decoding starts at [CLS] and ends at [SEP], as in their recipe."""
