@@ -159,11 +159,20 @@ def build_task_data(task: DictConfig, tokenizer, use_prefix: bool, max_positions
         examples = format_rows(rows, plain_task, prefix, indices)
         if evaluation and plain_task["group_references"]:
             examples = group_by_source(examples)
-        pairs = [(ex, ex.references[0]) for ex in examples] if evaluation else [
-            (ex, reference) for ex in examples for reference in ex.references
-        ]
+        pairs = (
+            [(ex, ex.references[0]) for ex in examples]
+            if evaluation
+            else [(ex, reference) for ex in examples for reference in ex.references]
+        )
         if not pairs:
-            return {"input_ids": [], "attention_mask": [], "labels": [], "length": [], "references": [], "example_id": []}
+            return {
+                "input_ids": [],
+                "attention_mask": [],
+                "labels": [],
+                "length": [],
+                "references": [],
+                "example_id": [],
+            }
         features = tokenizer([ex.source for ex, _ in pairs], max_length=max_source, truncation=True)
         features = {key: features[key] for key in ("input_ids", "attention_mask")}  # BERT-style token_type_ids:
         # generate() rejects them, and LED-style extras are not needed for a plain forward pass

@@ -48,7 +48,7 @@ def _entity(text: str) -> str:
 
 
 def webnlg(row: Record, task: Mapping) -> list[Record]:
-    """Triples linearised as ``<H> head <R> relation <T> tail`` (Ribeiro et al., 2021), all lexicalisations as references.
+    """Triples as ``<H> head <R> relation <T> tail`` (Ribeiro et al., 2021); every lexicalisation a reference.
 
     Entities lose their DBpedia underscores and camelCase relations are split ("birthDate" ->
     "birth date"). ``modified_triple_sets`` and ``lex`` are the hub schema of ``web_nlg``.
@@ -83,7 +83,10 @@ def csds(row: Record, task: Mapping) -> list[Record]:
 
     CSDS ships word-segmented text; the spaces between Chinese words are removed.
     """
-    turns = [f"{CSDS_SPEAKERS.get(turn['speaker'], turn['speaker'])}：{join_cjk(turn['utterance'])}" for turn in row["Dialogue"]]
+    turns = [
+        f"{CSDS_SPEAKERS.get(turn['speaker'], turn['speaker'])}：{join_cjk(turn['utterance'])}"
+        for turn in row["Dialogue"]
+    ]
     summaries = {
         key: "".join(join_cjk(s) for s in row[key])
         for key in ("FinalSumm", "UserSumm", "AgentSumm")

@@ -95,7 +95,9 @@ def bleu(predictions: list[str], references: References, language: str = "en", i
     corpus_bleu = BLEU(tokenize=tokenize)
     score = corpus_bleu.corpus_score(predictions, _reference_streams(references))
     sentence_bleu = BLEU(tokenize=tokenize, effective_order=True)
-    per_example = [sentence_bleu.sentence_score(p, refs).score for p, refs in zip(predictions, references, strict=True)]
+    per_example = [
+        sentence_bleu.sentence_score(p, refs).score for p, refs in zip(predictions, references, strict=True)
+    ]
     settings = {
         "bleu": {
             "implementation": f"sacrebleu {version('sacrebleu')}",
@@ -113,7 +115,9 @@ def chrf(predictions: list[str], references: References, language: str = "en", i
     metric = CHRF(word_order=2)
     score = metric.corpus_score(predictions, _reference_streams(references))
     per_example = [metric.sentence_score(p, refs).score for p, refs in zip(predictions, references, strict=True)]
-    settings = {"chrf": {"implementation": f"sacrebleu {version('sacrebleu')}", "signature": str(metric.get_signature())}}
+    settings = {
+        "chrf": {"implementation": f"sacrebleu {version('sacrebleu')}", "signature": str(metric.get_signature())}
+    }
     return Scores({"chrf": score.score}, {"chrf": per_example}, settings)
 
 
@@ -122,7 +126,7 @@ def _label(text: str) -> str:
 
 
 def accuracy(predictions: list[str], references: References, language: str = "en", ids=None) -> Scores:
-    """Exact match of the generated label text (stripped, lowercased); anything else, unparseable included, is wrong."""
+    """Exact match of the generated label name (stripped, lowercased); anything else, unparseable too, is wrong."""
     correct = [100.0 * (_label(p) == _label(refs[0])) for p, refs in zip(predictions, references, strict=True)]
     settings = {"accuracy": {"match": "generated text == label name after strip + lowercase; x 100"}}
     return Scores({"accuracy": sum(correct) / max(len(correct), 1)}, {"accuracy": correct}, settings)
@@ -147,7 +151,7 @@ def mcc(predictions: list[str], references: References, language: str = "en", id
 
 
 def coco_unavailable(language: str) -> str | None:
-    """Why METEOR/CIDEr cannot run here, or None. They need pycocoevalcap and Java (its PTB tokenizer and METEOR 1.5)."""
+    """Why METEOR/CIDEr cannot run here, or None: they need pycocoevalcap and Java (PTB tokenizer, METEOR 1.5)."""
     import importlib.util
     import shutil
 
@@ -176,7 +180,8 @@ def _coco(name: str, predictions: list[str], references: References, language: s
     corpus, per_example = Scorer().compute_score(gts, res)
     settings = {
         name: {
-            "implementation": f"pycocoevalcap {version('pycocoevalcap')} ({'METEOR 1.5' if name == 'meteor' else 'CIDEr-D'})",
+            "implementation": f"pycocoevalcap {version('pycocoevalcap')}",
+            "metric": "METEOR 1.5" if name == "meteor" else "CIDEr-D",
             "tokenizer": "PTBTokenizer (Stanford CoreNLP), as the COCO caption evaluation",
             "score": "x 100",
         }
@@ -224,7 +229,7 @@ def multiwoz(predictions: list[str], references: References, language: str = "en
 
 
 def mwzeval_input(ids: list[str], predictions: list[str]) -> dict[str, list[dict[str, str]]]:
-    """``<dialogue_id>#<turn_id>`` predictions regrouped as mwzeval wants: ``{"pmul4398": [{"response": ...}, ...]}``."""
+    """``<dialogue_id>#<turn_id>`` predictions regrouped as mwzeval wants: ``{"pmul4398": [{"response": ...}]}``."""
     dialogues: dict[str, list[tuple[int, str]]] = {}
     for example_id, prediction in zip(ids, predictions, strict=True):
         dialogue, _, turn = example_id.rpartition("#")

@@ -13,7 +13,6 @@ from repcali.calibration import CONFIG_NAME, backbone_state_dict, find_block, lo
 from repcali.config import PROJECT_ROOT
 from repcali.errors import RepCaliError
 
-
 PACKAGE_SCHEME = "package:"
 
 

@@ -101,7 +101,9 @@ def test_the_grid_is_the_papers_size():
 
 @pytest.mark.parametrize("calib", ["off", "on"])
 @pytest.mark.parametrize("family", list(FAMILY_RUNS))
-def test_family_trains_generates_with_beams_and_reloads(compose_train, tiny_family, tmp_path, monkeypatch, family, calib):
+def test_family_trains_generates_with_beams_and_reloads(
+    compose_train, tiny_family, tmp_path, monkeypatch, family, calib
+):
     import train
 
     model_name, task = FAMILY_RUNS[family]
@@ -118,7 +120,9 @@ def test_family_trains_generates_with_beams_and_reloads(compose_train, tiny_fami
     cfg.task.metrics = [name for name in cfg.task.metrics if name not in ("meteor", "cider")]
     saved = {}
     original_save = repcali.modeling.save_model
-    monkeypatch.setattr(repcali.modeling, "save_model", lambda m, t, d: (saved.update(model=m), original_save(m, t, d)))
+    monkeypatch.setattr(
+        repcali.modeling, "save_model", lambda m, t, d: (saved.update(model=m), original_save(m, t, d))
+    )
     record = RunRecord(tmp_path, cfg)
     train.train_and_evaluate(cfg, tmp_path, record)
 
@@ -170,7 +174,10 @@ def test_minilm_bert2bert_loads_real_weights_and_calibrates(compose_train, tmp_p
     query = next(key for key in shipped if key.endswith("layer.0.attention.self.query.weight"))
     encoder_state = model.encoder.state_dict()
     assert torch.equal(encoder_state[query.removeprefix("bert.")], shipped[query])  # real weights, not random
-    assert model.config.decoder_start_token_id == tokenizer.cls_token_id and model.config.eos_token_id == tokenizer.sep_token_id
+    assert (
+        model.config.decoder_start_token_id == tokenizer.cls_token_id
+        and model.config.eos_token_id == tokenizer.sep_token_id
+    )
 
     block = attach_repcali(model)
     assert block.learn_emb.embedding_dim == 384 and block.learn_emb.num_embeddings == 512

@@ -50,7 +50,9 @@ def _texts() -> list[str]:
 
 def _chinese_texts() -> list[str]:
     """Chinese text of the LCSTS and CSDS fixtures: enough characters for a char vocabulary."""
-    texts = [json.loads(line)["text"] for name in ("train", "test") for line in (FIXTURES / f"lcsts/{name}.jsonl").open()]
+    texts = [
+        json.loads(line)["text"] for name in ("train", "test") for line in (FIXTURES / f"lcsts/{name}.jsonl").open()
+    ]
     for dialogue in json.loads((FIXTURES / "csds/train.json").read_text()):
         texts += [turn["utterance"] for turn in dialogue["Dialogue"]] + dialogue["FinalSumm"]
     return texts
@@ -93,7 +95,9 @@ def _wordpiece_vocab(directory: Path, filename: str = "vocab.txt") -> Path:
 def _bart(directory: Path):
     tokenizer = _bpe(directory)
     special = {"pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "decoder_start_token_id": 2}
-    return BartConfig(vocab_size=len(tokenizer), max_position_embeddings=256, forced_eos_token_id=2, **SMALL, **special), tokenizer
+    return BartConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=256, forced_eos_token_id=2, **SMALL, **special
+    ), tokenizer
 
 
 def _led(directory: Path):
@@ -197,13 +201,17 @@ def _mbart(directory: Path):
     _sentencepiece(directory, "sentencepiece.bpe.model", pad_id=1, eos_id=2, unk_id=3, bos_id=0)
     tokenizer = MBart50Tokenizer.from_pretrained(directory, src_lang="en_XX", tgt_lang="en_XX")
     special = {"pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "decoder_start_token_id": 2}
-    config = MBartConfig(vocab_size=len(tokenizer), max_position_embeddings=256, forced_eos_token_id=2, **SMALL, **special)
+    config = MBartConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=256, forced_eos_token_id=2, **SMALL, **special
+    )
     return config, tokenizer
 
 
 def _char_vocab(directory: Path) -> None:
     """BERT-style Chinese vocabulary: special tokens, then every character of the fixtures (and a-z, 0-9)."""
-    chars = sorted({c for text in _chinese_texts() for c in text if not c.isspace()} | set("abcdefghijklmnopqrstuvwxyz0123456789"))
+    chars = sorted(
+        {c for text in _chinese_texts() for c in text if not c.isspace()} | set("abcdefghijklmnopqrstuvwxyz0123456789")
+    )
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n")
 
@@ -213,7 +221,9 @@ def _bart_chinese(directory: Path):
     _char_vocab(directory)
     tokenizer = BertTokenizer.from_pretrained(directory)
     special = {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3, "decoder_start_token_id": 3}
-    config = BartConfig(vocab_size=len(tokenizer), max_position_embeddings=256, forced_eos_token_id=3, **SMALL, **special)
+    config = BartConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=256, forced_eos_token_id=3, **SMALL, **special
+    )
     return config, tokenizer
 
 
@@ -223,7 +233,9 @@ def _bert2bert(directory: Path):
     tokenizer = BertTokenizer.from_pretrained(directory)
     sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
     encoder = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=256, **sizes)
-    decoder = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=256, is_decoder=True, add_cross_attention=True, **sizes)
+    decoder = BertConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=256, is_decoder=True, add_cross_attention=True, **sizes
+    )
     config = EncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
     for key, value in {
         "decoder_start_token_id": tokenizer.cls_token_id,
