@@ -61,13 +61,14 @@ def write_predictions(
     run_dir: Path,
     ids: list[str],
     predictions: list[str],
-    references: list[list[str]],
+    references: list[list[str]] | list[str],
     per_example: dict[str, list[float]],
 ) -> None:
     """One JSON line per example, with its scores: what paired significance tests need.
 
     ``reference`` is the first reference, ``references`` all of them (multi-reference tasks).
     """
+    references = [[refs] if isinstance(refs, str) else list(refs) for refs in references]
     path = run_dir / PREDICTIONS_NAME
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as handle:
