@@ -158,12 +158,14 @@ def test_chinese_bleu_and_rouge_are_non_zero_on_chinese_text():
 @pytest.mark.slow  # two Java programs
 @pytest.mark.skipif(coco_unavailable("en") is not None, reason=f"METEOR/CIDEr unavailable: {coco_unavailable('en')}")
 def test_meteor_and_cider_through_pycocoevalcap():
-    references = [["a man throws a frisbee to his dog"], ["the horse eats hay in the barn"]]
-    same = compute(["meteor", "cider"], [r[0] for r in references], references)
-    other = compute(["meteor", "cider"], ["a cat sleeps", "rain falls"], references)
-    assert same.corpus["meteor"] > 90 > other.corpus["meteor"]
-    assert same.corpus["cider"] > other.corpus["cider"] >= 0
-    assert "PTBTokenizer" in same.settings["cider"]["tokenizer"]
+    references = [["a man throws a frisbee to his dog"], ["the horse eats hay in the barn"]] * 2
+    predictions = [references[0][0], references[1][0], "a cat sleeps", "rain falls"]  # two exact, two unrelated
+    scores = compute(["meteor", "cider"], predictions, references)  # one call: each Java program starts once
+    meteor, cider = scores.per_example["meteor"], scores.per_example["cider"]
+    assert min(meteor[:2]) > 90 > 10 > max(meteor[2:])
+    assert min(cider[:2]) > max(cider[2:]) >= 0
+    assert 0 < scores.corpus["meteor"] < 100  # METEOR's own corpus aggregate (from pooled statistics, not a mean)
+    assert "PTBTokenizer" in scores.settings["cider"]["tokenizer"]
 
 
 def test_meteor_and_cider_are_skipped_with_the_reason_where_they_cannot_run():
