@@ -18,6 +18,7 @@ from repcali.errors import RepCaliError
 from repcali.formatters import get_formatter
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+_COLUMNS = ("input_ids", "attention_mask", "labels", "length", "references", "example_id")  # of a tokenized split
 
 
 @dataclass
@@ -165,17 +166,10 @@ def build_task_data(task: DictConfig, tokenizer, use_prefix: bool, max_positions
             else [(ex, reference) for ex in examples for reference in ex.references]
         )
         if not pairs:
-            return {
-                "input_ids": [],
-                "attention_mask": [],
-                "labels": [],
-                "length": [],
-                "references": [],
-                "example_id": [],
-            }
+            return {column: [] for column in _COLUMNS}
         features = tokenizer([ex.source for ex, _ in pairs], max_length=max_source, truncation=True)
-        features = {key: features[key] for key in ("input_ids", "attention_mask")}  # BERT-style token_type_ids:
-        # generate() rejects them, and LED-style extras are not needed for a plain forward pass
+        features = {key: features[key] for key in ("input_ids", "attention_mask")}  # no token_type_ids: generate()
+        # rejects them (BERT-style tokenizers: Chinese BART, BERT2BERT)
         features["labels"] = tokenizer(
             text_target=[reference for _, reference in pairs], max_length=max_target, truncation=True
         )["input_ids"]
