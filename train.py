@@ -44,7 +44,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     from repcali.data import build_task_data
     from repcali.methods import apply_method, check_combination, unwrap
     from repcali.metrics import compute
-    from repcali.modeling import count_parameters, load_backbone, parameter_report, save_model
+    from repcali.modeling import add_tokens, count_parameters, load_backbone, parameter_report, save_model
     from repcali.runs import host_info
     from repcali.training import build_trainer, predict
 
@@ -52,7 +52,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     record.data["host"] = host_info()
     set_seed(cfg.seed)
     with record.timed("load"):
-        model, tokenizer = load_backbone(cfg.model)
+        model, tokenizer = load_backbone(cfg.model, cfg.task.language)
+        add_tokens(model, tokenizer, cfg.task.new_tokens)
         backbone_total = count_parameters(model)
         model = apply_method(model, cfg.method.name, cfg.method.options)  # LoRA, adapter, ...: what trains
         if cfg.calib.enabled:
@@ -61,7 +62,9 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     log.info("parameters: %s", record.data["params"])
 
     with record.timed("data"):
-        data = build_task_data(cfg.task, tokenizer, use_prefix=cfg.model.task_prefix)
+        data = build_task_data(
+            cfg.task, tokenizer, use_prefix=cfg.model.task_prefix, max_positions=cfg.model.max_positions
+        )
 
     report_to = start_wandb(cfg, run_dir, run_path(cfg))
     trainer = build_trainer(cfg, model, tokenizer, data, run_dir, report_to)
@@ -71,8 +74,10 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
         record.data["timings"]["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
 
     with record.timed("evaluate"):
-        predictions = predict(trainer, data.eval, tokenizer)
-        scores = compute(list(cfg.task.metrics), predictions, data.eval_references, cfg.task.language)
+        predictions = predict(trainer, data.eval, tokenizer, cfg.task.language)
+        scores = compute(
+            list(cfg.task.metrics), predictions, data.eval_references, cfg.task.language, ids=data.eval_ids
+        )
     record.data["metrics"] = {**scores.corpus, **({"train_loss": train_output.training_loss} if train_output else {})}
     record.data["metric_settings"] = {
         "eval_split": cfg.task.eval_split,

@@ -58,14 +58,27 @@ class RepCaliConfig:
 
 @dataclass
 class ModelConfig:
-    """A backbone: where to load it from and how to use it."""
+    """A backbone: where to load it from and how to use it.
+
+    ``name_or_path`` is a hub id, a folder (relative to the project root), or
+    ``package:<module>/<folder>``: a folder shipped inside an installed Python package (the
+    offline MiniLM weights). ``init`` says how weights are made: ``pretrained`` loads them,
+    ``scratch`` builds random ones from the config (smoke runs, tests), ``encoder_decoder``
+    warm-starts a BERT2BERT ``EncoderDecoderModel`` from an encoder checkpoint (Rothe et al., 2020).
+    """
 
     name: str = MISSING
-    name_or_path: str = MISSING  # hub id, or a local folder (relative to the project root)
-    family: str = MISSING  # bart, t5, pegasus, ... (tests build a tiny variant per family)
-    init: str = "pretrained"  # "scratch": random weights from the config (smoke runs, tests)
+    name_or_path: str = MISSING
+    family: str = MISSING  # bart, t5, t5_v1_1, mt5, pegasus, ... (tests build a tiny variant per family)
+    language: str = "en"  # what the checkpoint was pre-trained on: en, zh or multilingual
+    init: str = "pretrained"
     tokenizer: str | None = None  # default: name_or_path
     task_prefix: bool = False  # prepend the task's T5-style prefix ("summarize: ")
+    max_positions: int = 512  # longest source the backbone takes; inputs are cut at min(this, task's)
+    # Multilingual tokenizers (mBART-50): task.language -> language code, set as source and target
+    # language and forced as the first generated token.
+    language_codes: dict[str, str] = field(default_factory=dict)
+    unsupported: str | None = None  # why this backbone cannot run here; selecting it fails with this reason
     learning_rate: float = 5e-5  # recommended; trainer.learning_rate reads it
     batch_size: int = 8  # recommended per-device batch; trainer reads it
 
@@ -93,17 +106,28 @@ class DataFiles:
 
 @dataclass
 class TaskConfig:
-    """A dataset, how rows become (source, target) text, and how outputs are scored."""
+    """A dataset, how rows become (source, references) text, and how outputs are scored.
+
+    ``formatter`` names a row preprocessor in :mod:`repcali.formatters` (``template`` = none): it
+    adds derived columns (linearised triples, a dialogue with speaker turns, a label's text, ...)
+    that the ``source``/``target`` templates then use. ``group_references``: rows of the evaluation
+    split with the same source are scored once against all their targets (multi-reference tasks).
+    """
 
     name: str = MISSING
     dataset: str | None = None  # hub id, e.g. EdinburghNLP/xsum
     dataset_config: str | None = None
+    dataset_revision: str | None = None  # e.g. refs/convert/parquet for hub datasets that were scripts
     data_files: DataFiles = field(default_factory=DataFiles)  # local files; any set file overrides `dataset`
     splits: dict[str, str] = field(
         default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"}
     )
-    source: str = "{document}"  # str.format template over a row's columns
+    formatter: str = "template"
+    source: str = "{document}"  # str.format template over a row's (and the formatter's) columns
     target: str = "{summary}"
+    labels: list[str] = field(default_factory=list)  # classification: label id -> target text
+    new_tokens: list[str] = field(default_factory=list)  # added to the vocabulary (WebNLG's <H> <R> <T>)
+    group_references: bool = False
     id_column: str | None = "id"
     prefix: str = ""  # T5-style task prefix, used when model.task_prefix is true
     language: str = "en"

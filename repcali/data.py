@@ -15,8 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from repcali.config import PROJECT_ROOT
 from repcali.errors import RepCaliError
+from repcali.formatters import get_formatter
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+_COLUMNS = ("input_ids", "attention_mask", "labels", "length", "references", "example_id")  # of a tokenized split
 
 
 @dataclass
@@ -26,7 +28,16 @@ class TaskData:
     train: Dataset
     eval: Dataset  # sorted by source length, longest first: batched generation pads little
     eval_ids: list[str]
-    eval_references: list[str]
+    eval_references: list[list[str]]  # one or more references per evaluation example
+
+
+@dataclass
+class Example:
+    """One model input with its reference text(s); training uses each reference as a target."""
+
+    id: str
+    source: str
+    references: list[str]
 
 
 def _resolve(path: str) -> Path:
@@ -62,7 +73,10 @@ def _load_local(task: DictConfig, splits: list[str]) -> DatasetDict:
         )
     builder = builders.pop()
     try:
-        return load_dataset(builder, data_files={split: str(path) for split, path in files.items()})
+        # one split at a time: splits may differ in extra columns (LCSTS: human_label on valid/test only)
+        return DatasetDict(
+            {split: load_dataset(builder, data_files={split: str(path)}, split=split) for split, path in files.items()}
+        )
     except Exception as error:  # malformed JSON/CSV: datasets' own errors are long and indirect
         raise RepCaliError(
             f"Could not read {sorted(map(str, files.values()))} as {builder} ({type(error).__name__}: "
@@ -72,7 +86,7 @@ def _load_local(task: DictConfig, splits: list[str]) -> DatasetDict:
 
 def _load_hub(task: DictConfig, wanted: dict[str, str]) -> DatasetDict:
     try:
-        raw = load_dataset(task.dataset, task.dataset_config)
+        raw = load_dataset(task.dataset, task.dataset_config, revision=task.dataset_revision)
     except Exception as error:  # offline, unknown id, gated: the fix is the same
         raise RepCaliError(
             f"Could not load dataset {task.dataset!r} from the Hugging Face hub ({type(error).__name__}: {error}). "
@@ -85,30 +99,51 @@ def _load_hub(task: DictConfig, wanted: dict[str, str]) -> DatasetDict:
     return DatasetDict({split: raw[name] for split, name in wanted.items()})
 
 
-def format_rows(rows: dict[str, list], task: Mapping, prefix: str) -> tuple[list[str], list[str]]:
-    """Apply the task's ``source``/``target`` templates (``str.format`` over columns) to a batch of rows."""
+def format_rows(rows: dict[str, list], task: Mapping, prefix: str, indices: list[int]) -> list[Example]:
+    """A batch of rows -> examples: the task's formatter, then its ``source``/``target`` templates (``str.format``)."""
+    formatter = get_formatter(task["formatter"])
     columns = list(rows)
-    n_rows = len(rows[columns[0]]) if columns else 0
-    sources, targets = [], []
-    for i in range(n_rows):
+    examples = []
+    for i, index in enumerate(indices):
         row = {column: rows[column][i] for column in columns}
-        try:
-            sources.append(prefix + task["source"].format_map(row))
-            targets.append(task["target"].format_map(row))
-        except KeyError as error:
-            raise RepCaliError(
-                f"Task {task['name']!r}: template uses column {error} but the data has {columns}. "
-                "Fix: task.source / task.target, or data in the task's schema."
-            ) from None
-    return sources, targets
+        records = formatter(row, task)
+        for k, record in enumerate(records):
+            try:
+                source = prefix + task["source"].format_map(record)
+                references = record.get("references") or [task["target"].format_map(record)]
+            except KeyError as error:
+                raise RepCaliError(
+                    f"Task {task['name']!r}: template uses column {error} but the data has {sorted(record)}. "
+                    "Fix: task.source / task.target, or data in the task's schema."
+                ) from None
+            default_id = row.get(task["id_column"]) if task["id_column"] else None
+            default_id = str(index) if default_id is None else str(default_id)
+            example_id = record.get("id") or (default_id if len(records) == 1 else f"{default_id}-{k}")
+            examples.append(Example(str(example_id), source, [str(r) for r in references]))
+    return examples
+
+
+def group_by_source(examples: list[Example]) -> list[Example]:
+    """Merge examples with the same source into one with all their references (first id, first order)."""
+    merged: dict[str, Example] = {}
+    for example in examples:
+        if example.source in merged:
+            merged[example.source].references.extend(example.references)
+        else:
+            merged[example.source] = Example(example.id, example.source, list(example.references))
+    return list(merged.values())
 
 
 def _limit(dataset: Dataset, limit: int | None) -> Dataset:
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
 
 
-def build_task_data(task: DictConfig, tokenizer, use_prefix: bool) -> TaskData:
-    """Load, format and tokenize; tokenized splits are cached by ``datasets`` between runs."""
+def build_task_data(task: DictConfig, tokenizer, use_prefix: bool, max_positions: int | None = None) -> TaskData:
+    """Load, format and tokenize; tokenized splits are cached by ``datasets`` between runs.
+
+    Training has one row per (source, reference); evaluation one row per source with all its
+    references. Sources are cut at ``min(task.max_source_length, max_positions)``.
+    """
     splits = load_splits(task)
     splits["train"] = _limit(splits["train"], task.max_train_samples)
     splits[task.eval_split] = _limit(splits[task.eval_split], task.max_eval_samples)
@@ -118,29 +153,48 @@ def build_task_data(task: DictConfig, tokenizer, use_prefix: bool) -> TaskData:
     prefix = task.prefix if use_prefix else ""
     # Plain values only in the closure, so `datasets` can hash it and reuse its cache next run.
     plain_task = OmegaConf.to_container(task, resolve=True)
-    max_source, max_target, id_column = task.max_source_length, task.max_target_length, task.id_column
+    max_source = min(task.max_source_length, max_positions or task.max_source_length)
+    max_target = task.max_target_length
 
-    def tokenize(rows: dict[str, list], indices: list[int]) -> dict[str, list]:
-        sources, targets = format_rows(rows, plain_task, prefix)
-        features = tokenizer(sources, max_length=max_source, truncation=True)
-        features.pop("token_type_ids", None)  # BERT-style tokenizers; generate() rejects them
-        features["labels"] = tokenizer(text_target=targets, max_length=max_target, truncation=True)["input_ids"]
+    def tokenize(rows: dict[str, list], indices: list[int], evaluation: bool) -> dict[str, list]:
+        examples = format_rows(rows, plain_task, prefix, indices)
+        if evaluation and plain_task["group_references"]:
+            examples = group_by_source(examples)
+        pairs = (
+            [(ex, ex.references[0]) for ex in examples]
+            if evaluation
+            else [(ex, reference) for ex in examples for reference in ex.references]
+        )
+        if not pairs:
+            return {column: [] for column in _COLUMNS}
+        features = tokenizer([ex.source for ex, _ in pairs], max_length=max_source, truncation=True)
+        features = {key: features[key] for key in ("input_ids", "attention_mask")}  # no token_type_ids: generate()
+        # rejects them (BERT-style tokenizers: Chinese BART, BERT2BERT)
+        features["labels"] = tokenizer(
+            text_target=[reference for _, reference in pairs], max_length=max_target, truncation=True
+        )["input_ids"]
         features["length"] = [len(ids) for ids in features["input_ids"]]
-        features["reference"] = targets
-        ids = rows.get(id_column) if id_column else None
-        features["example_id"] = [str(x) for x in ids] if ids is not None else [str(i) for i in indices]
+        features["references"] = [ex.references for ex, _ in pairs]
+        features["example_id"] = [ex.id for ex, _ in pairs]
         return features
 
-    tokenized = {
-        split: rows.map(
-            tokenize, batched=True, with_indices=True, remove_columns=rows.column_names, desc=f"tokenize {split}"
+    tokenized = {}
+    for split, rows in splits.items():
+        evaluation = split == task.eval_split
+        tokenized[split] = rows.map(
+            tokenize,
+            batched=True,
+            # grouping references needs the whole split in one call
+            batch_size=None if evaluation and task.group_references else 1000,
+            with_indices=True,
+            remove_columns=rows.column_names,
+            fn_kwargs={"evaluation": evaluation},
+            desc=f"tokenize {split}",
         )
-        for split, rows in splits.items()
-    }
     evaluation = tokenized[task.eval_split].sort("length", reverse=True)
     return TaskData(
-        train=tokenized["train"].remove_columns(["reference", "example_id"]),
-        eval=evaluation.remove_columns(["reference", "example_id"]),
+        train=tokenized["train"].remove_columns(["references", "example_id"]),
+        eval=evaluation.remove_columns(["references", "example_id"]),
         eval_ids=list(evaluation["example_id"]),
-        eval_references=list(evaluation["reference"]),
+        eval_references=[list(refs) for refs in evaluation["references"]],
     )

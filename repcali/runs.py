@@ -38,6 +38,8 @@ PACKAGES = (
     "tokenizers",
     "rouge-score",
     "sacrebleu",
+    "scikit-learn",
+    "pycocoevalcap",
     "wandb",
     "numpy",
 )
@@ -56,16 +58,24 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def write_predictions(
-    run_dir: Path, ids: list[str], predictions: list[str], references: list[str], per_example: dict[str, list[float]]
+    run_dir: Path,
+    ids: list[str],
+    predictions: list[str],
+    references: list[list[str]] | list[str],
+    per_example: dict[str, list[float]],
 ) -> None:
-    """One JSON line per example, with its scores: what paired significance tests need."""
+    """One JSON line per example, with its scores: what paired significance tests need.
+
+    ``reference`` is the first reference, ``references`` all of them (multi-reference tasks).
+    """
+    references = [[refs] if isinstance(refs, str) else list(refs) for refs in references]
     path = run_dir / PREDICTIONS_NAME
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as handle:
-        for i, (example_id, prediction, reference) in enumerate(zip(ids, predictions, references, strict=True)):
+        for i, (example_id, prediction, refs) in enumerate(zip(ids, predictions, references, strict=True)):
             scores = {name: values[i] for name, values in per_example.items()}
-            row = {"id": example_id, "prediction": prediction, "reference": reference, "scores": scores}
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            row = {"id": example_id, "prediction": prediction, "reference": refs[0], "references": refs}
+            handle.write(json.dumps({**row, "scores": scores}, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
 
 

@@ -13,6 +13,7 @@ from torch.utils.data import SequentialSampler
 from transformers import DataCollatorForSeq2Seq, GenerationConfig, Seq2SeqTrainingArguments, TrainerCallback
 
 from repcali.errors import RepCaliError
+from repcali.formatters import join_cjk
 
 
 class Seq2SeqTrainer(transformers.Seq2SeqTrainer):
@@ -88,8 +89,12 @@ def build_trainer(cfg: DictConfig, model, tokenizer, data, run_dir: Path, report
     )
 
 
-def predict(trainer: Seq2SeqTrainer, dataset, tokenizer) -> list[str]:
-    """Batched generation over ``dataset`` in its order, decoded to text."""
+def predict(trainer: Seq2SeqTrainer, dataset, tokenizer, language: str = "en") -> list[str]:
+    """Batched generation over ``dataset`` in its order, decoded to text.
+
+    Chinese output loses the spaces that BERT-style tokenizers put between characters when decoding.
+    """
     output = trainer.predict(dataset, metric_key_prefix="eval")
     token_ids = np.where(output.predictions < 0, tokenizer.pad_token_id, output.predictions)
-    return [text.strip() for text in tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
+    texts = [text.strip() for text in tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
+    return [join_cjk(text) for text in texts] if language == "zh" else texts

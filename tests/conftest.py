@@ -11,6 +11,8 @@ os.environ.update(
     WANDB_MODE="disabled",
     WANDB_SILENT="true",
     TOKENIZERS_PARALLELISM="false",
+    # Tiny models: one thread is fastest, and several spin-wait badly on a shared 2-core CI machine.
+    OMP_NUM_THREADS="1",
     HF_DATASETS_CACHE=os.path.join(tempfile.gettempdir(), f"repcali-tests-{os.getuid()}", "datasets"),
 )
 
@@ -24,3 +26,17 @@ def tiny_dirs(tmp_path_factory) -> dict[str, str]:
     """Tiny random encoder-decoders saved with save_pretrained, loaded back like any hub model."""
     root = tmp_path_factory.mktemp("tiny-models")
     return {family: build_tiny(family, root / family) for family in ("bart", "t5")}
+
+
+@pytest.fixture(scope="session")
+def tiny_family(tmp_path_factory):
+    """``tiny_family(name)``: the folder of a tiny model of that family, built on first use."""
+    root = tmp_path_factory.mktemp("tiny-families")
+    built: dict[str, str] = {}
+
+    def get(family: str) -> str:
+        if family not in built:
+            built[family] = build_tiny(family, root / family)
+        return built[family]
+
+    return get

@@ -40,7 +40,7 @@ def test_local_files_in_xsum_schema(tokenizer):
     assert first.startswith("summarize: ") and max(data.train["length"]) <= 32
     assert list(data.eval["length"]) == sorted(data.eval["length"], reverse=True)  # longest first
     rows = {row["id"]: row["summary"] for row in map(eval_row, (XSUM / "test.jsonl").read_text().splitlines())}
-    assert [rows[i] for i in data.eval_ids] == data.eval_references  # raw, untruncated references
+    assert [[rows[i]] for i in data.eval_ids] == data.eval_references  # raw, untruncated references
 
 
 def eval_row(line):

@@ -108,11 +108,8 @@ def representation_sets(run_dir: Path, count: int) -> dict[str, np.ndarray]:
 
 def plot_tsne(sets: dict[str, np.ndarray], title: str, path: Path, seed: int = 0) -> Path:
     """Embed all sets with one t-SNE and draw one panel per set."""
-    try:
-        from sklearn.manifold import TSNE
-    except ImportError:
-        raise RepCaliError("t-SNE needs scikit-learn. Fix: pip install -e '.[analysis]' (as make install).") from None
     import matplotlib
+    from sklearn.manifold import TSNE
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

