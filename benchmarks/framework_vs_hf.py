@@ -1,0 +1,165 @@
+"""Benchmark 2: training samples/s of ``train.py`` against a minimal plain ``Seq2SeqTrainer`` script.
+
+Both run as a user runs them, one fresh process each, on the same model (same config and seed,
+so the same initial weights), data, templates, lengths, batch size, learning rate and steps; the
+plain script (``benchmarks/plain_hf.py``) takes every one of those values from ``train.py``'s
+composed config. Samples/s is the Trainer's own ``train_samples_per_second`` in both
+(steps × batch / training time), so start-up, tokenisation and evaluation are outside it; what
+differs is the framework: length-grouped batches, its callbacks, its hook-free calib=off model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.measure import ROOT, compose_config, interleave, paired_ratio, run_command, summarize
+from repcali.config import PROJECT_ROOT
+from repcali.runs import RESULTS_NAME, read_results
+
+TARGET_RATIO = 1.0
+# Published t5-small shape, with the tiny tokenizer's vocabulary (random weights, built here).
+T5_SMALL_SHAPE = dict(d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8)
+
+
+@dataclass(frozen=True)
+class Setting:
+    backbone: str  # tiny_t5, or t5_small_shape (a t5-small-sized model built into a temporary folder)
+    max_steps: int
+    rounds: int
+
+
+SETTINGS = {
+    "smoke": [Setting("tiny_t5", 1, 1)],
+    "quick": [Setting("tiny_t5", 20, 3)],
+    "full": [Setting("tiny_t5", 150, 5), Setting("t5_small_shape", 30, 3)],
+}
+
+
+def _model_folder(backbone: str, work: Path) -> str:
+    if backbone == "tiny_t5":
+        return str(ROOT / "assets" / "tiny-t5")
+    from transformers import AutoTokenizer, T5Config
+
+    folder = work / backbone
+    tokenizer = AutoTokenizer.from_pretrained(ROOT / "assets" / "tiny-t5")
+    T5Config(vocab_size=len(tokenizer), decoder_start_token_id=0, **T5_SMALL_SHAPE).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def _local(path: str) -> str:
+    candidate = Path(path)
+    return str(candidate if candidate.is_absolute() else PROJECT_ROOT / candidate)
+
+
+def measure_setting(setting: Setting, work: Path) -> dict[str, Any]:
+    model_folder = _model_folder(setting.backbone, work)
+    overrides = [
+        "model=tiny_t5",
+        f"model.name_or_path={model_folder}",
+        "task=aclsum",
+        "calib=off",
+        f"trainer.max_steps={setting.max_steps}",
+        # evaluation is outside samples/s; keep it short
+        "task.max_eval_samples=4",
+        "task.generation.num_beams=1",
+        "task.generation.max_new_tokens=4",
+        "task.generation.no_repeat_ngram_size=0",
+        "task.generation.early_stopping=false",  # num_beams=1 with early_stopping=true is refused
+    ]
+    cfg = compose_config(overrides)
+    runs_dir = work / f"runs-{setting.backbone}"
+    env = {"HF_DATASETS_CACHE": str(work / "datasets-cache")}
+    framework_command = [
+        sys.executable,
+        "train.py",
+        *overrides,
+        f"runs_dir={runs_dir}",
+        "save_model=false",
+        "rerun=true",
+    ]
+    trainer = cfg.trainer
+    prefix = cfg.task.prefix if cfg.model.task_prefix else ""
+    plain_output = work / f"plain-{setting.backbone}"
+    plain_command = [
+        sys.executable,
+        "benchmarks/plain_hf.py",
+        "--model",
+        model_folder,
+        "--train-file",
+        _local(cfg.task.data_files.train),
+        "--source",
+        prefix + cfg.task.source,
+        "--target",
+        cfg.task.target,
+        "--max-source-length",
+        str(cfg.task.max_source_length),
+        "--max-target-length",
+        str(cfg.task.max_target_length),
+        "--batch-size",
+        str(trainer.per_device_train_batch_size),
+        "--learning-rate",
+        str(trainer.learning_rate),
+        "--warmup-steps",
+        str(trainer.warmup_steps),
+        "--weight-decay",
+        str(trainer.weight_decay),
+        "--logging-steps",
+        str(trainer.logging_steps),
+        "--max-steps",
+        str(setting.max_steps),
+        "--seed",
+        str(cfg.seed),
+        "--output-dir",
+        str(plain_output),
+    ]
+
+    def framework() -> float:
+        run_command(framework_command, env)
+        (results_path,) = runs_dir.rglob(RESULTS_NAME)
+        return read_results(results_path.parent)["timings"]["train_samples_per_second"]
+
+    def plain() -> float:
+        run_command(plain_command, env)
+        return json.loads((plain_output / "train_results.json").read_text())["train_samples_per_second"]
+
+    samples = interleave({"plain_hf": plain, "train_py": framework}, setting.rounds)
+    return {
+        "setting": asdict(setting),
+        "batch_size": trainer.per_device_train_batch_size,
+        "samples_per_s": {name: summarize(values) for name, values in samples.items()},
+        "ratio": paired_ratio(samples["train_py"], samples["plain_hf"]),
+    }
+
+
+def rows(result: dict) -> list[dict[str, str]]:
+    setting, ratio = result["setting"], result["ratio"]
+    return [
+        {
+            "case": f"{setting['backbone']} on ACLSum, batch {result['batch_size']}, {setting['max_steps']} steps",
+            "measure": "training samples/s, train.py ÷ plain Seq2SeqTrainer",
+            "baseline": f"{result['samples_per_s']['plain_hf']['median']:.1f}/s",
+            "compared": f"{result['samples_per_s']['train_py']['median']:.1f}/s",
+            "result": f"{ratio['median']:.3f}× (IQR {ratio['q1']:.3f} … {ratio['q3']:.3f}, n={ratio['n']})",
+            "target": f"≥ {TARGET_RATIO:.1f}×",
+            "verdict": "met" if ratio["median"] >= TARGET_RATIO else "missed",
+        }
+    ]
+
+
+def run(mode: str, device: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="repcali-bench-") as work:
+        results = [measure_setting(setting, Path(work)) for setting in SETTINGS[mode]]
+    return {
+        "name": "framework_vs_hf",
+        "title": "Framework vs plain Hugging Face: training samples/s",
+        "method": __doc__.split("\n\n")[1].replace("\n", " "),
+        "columns": ("plain Seq2SeqTrainer", "train.py"),
+        "results": results,
+        "rows": [row for result in results for row in rows(result)],
+    }
