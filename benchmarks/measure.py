@@ -71,6 +71,18 @@ def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> di
     return summarize([a / b for a, b in zip(numerator, denominator, strict=True)])
 
 
+def verdict(stats: dict[str, Any], target: float, at_most: bool = True) -> str:
+    """``met`` if the median meets the target, ``missed`` if even the better quartile does not, else ``unresolved``.
+
+    ``unresolved``: the interquartile range spans the target, so this machine's noise is larger
+    than the difference being judged.
+    """
+    median, better = (stats["median"], stats["q1"]) if at_most else (stats["median"], stats["q3"])
+    if (median <= target) if at_most else (median >= target):
+        return "met"
+    return "missed" if ((better > target) if at_most else (better < target)) else "unresolved (IQR spans target)"
+
+
 def timed(function: Callable[[], Any], synchronize: Callable[[], None] = lambda: None) -> float:
     """Wall-clock seconds of one call (``synchronize`` waits for asynchronous devices on both sides)."""
     synchronize()
@@ -154,12 +166,15 @@ def cpu_peak_tensor_bytes(step: Callable[[], Any]) -> int:
     return peak
 
 
+def compose_configs(overrides: list[list[str]]) -> list:
+    """``train.py``'s composed config for each list of overrides (Hydra's compose API, no run started)."""
+    from hydra import compose
+
+    from repcali.sweeps import hydra_compose
+
+    with hydra_compose():
+        return [compose("train", overrides=each) for each in overrides]
+
+
 def compose_config(overrides: list[str]):
-    """``train.py``'s composed config for these overrides (Hydra's compose API, no run started)."""
-    from hydra import compose, initialize_config_dir
-
-    from repcali.config import register
-
-    register()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return compose_configs([overrides])[0]

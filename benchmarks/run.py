@@ -3,7 +3,7 @@
     python -m benchmarks.run                         # make bench: quick, under 5 minutes on 2 CPU cores
     python -m benchmarks.run --mode full             # make bench-full
     python -m benchmarks.run --only startup tables   # some of them; the summary keeps the others' last figures
-    python -m benchmarks.run --device cuda --only calibration_overhead --out benchmarks/results/gpu
+    python -m benchmarks.run --mode full --device cuda --only calibration_overhead --out benchmarks/results/gpu-h100
 
 Benchmarks measure and report; none of them fails on a missed target (the summary says so).
 """
@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("smoke", "quick", "full"), default="quick")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/<mode>")
     args = parser.parse_args(argv)
+    args.out = args.out or ROOT / "benchmarks" / "results" / args.mode
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.measure import cpu_peak_tensor_bytes, interleave, paired_ratio
+from benchmarks.measure import cpu_peak_tensor_bytes, interleave, paired_ratio, verdict
 from benchmarks.run import BENCHMARKS
 from benchmarks.tables import write_synthetic_runs
 from repcali.report import find_results
@@ -25,6 +25,14 @@ def test_interleave_rotates_which_variant_goes_first():
     assert samples == {"a": [1.0, 1.0, 1.0], "b": [2.0, 2.0, 2.0]}
     ratio = paired_ratio([2.0, 3.0, 8.0], [1.0, 1.0, 2.0])
     assert ratio["median"] == 3.0 and ratio["n"] == 3 and ratio["min"] == 2.0
+
+
+def test_verdict_says_unresolved_when_the_noise_spans_the_target():
+    assert verdict({"median": 1.01, "q1": 0.99, "q3": 1.05}, 1.02) == "met"
+    assert verdict({"median": 1.03, "q1": 1.01, "q3": 1.05}, 1.02).startswith("unresolved")
+    assert verdict({"median": 1.04, "q1": 1.03, "q3": 1.05}, 1.02) == "missed"
+    assert verdict({"median": 0.98, "q1": 0.95, "q3": 0.99}, 1.0, at_most=False) == "missed"
+    assert verdict({"median": 0.98, "q1": 0.95, "q3": 1.01}, 1.0, at_most=False).startswith("unresolved")
 
 
 def test_cpu_peak_counts_every_live_tensor_byte():
