@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from repcali.config import register, run_path
+from repcali.config import register, run_path, unknown_choice
 from repcali.errors import RepCaliError
 from repcali.report import metrics_table
 from repcali.runs import RunRecord, read_results, write_predictions
@@ -127,4 +127,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if problem := unknown_choice(sys.argv[1:]):
+        sys.exit(f"error: {problem}")
     main()

@@ -217,6 +217,24 @@ def run_path(cfg: DictConfig) -> str:
     )
 
 
+def unknown_choice(overrides: list[str]) -> str | None:
+    """A one-line error for ``group=name`` (or a sweep ``group=a,b``) naming no file in ``conf/<group>/``.
+
+    Hydra's own message lists every option on a line of its own (27 backbones); this names them in
+    one line. Extended sweep syntax (``glob(...)``, ``range(...)``) is left to Hydra.
+    """
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        group = PROJECT_ROOT / "conf" / key
+        if not value or not group.is_dir() or any(c in value for c in "()[]*"):
+            continue
+        for name in value.split(","):
+            if name != "null" and not (group / f"{name}.yaml").is_file():
+                options = sorted(str(path.relative_to(group).with_suffix("")) for path in group.rglob("*.yaml"))
+                return f"Unknown {key} {name!r}. Fix: use one of {', '.join(options)} (files in conf/{key}/)."
+    return None
+
+
 def repcali_config(calib: DictConfig) -> RepCaliConfig:
     """The block's options out of the ``calib`` group (which adds ``name`` and ``enabled``)."""
     return RepCaliConfig(**{f.name: calib[f.name] for f in fields(RepCaliConfig)})

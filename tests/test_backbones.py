@@ -121,7 +121,7 @@ def test_family_trains_generates_with_beams_and_reloads(
     saved = {}
     original_save = repcali.modeling.save_model
     monkeypatch.setattr(
-        repcali.modeling, "save_model", lambda m, t, d: (saved.update(model=m), original_save(m, t, d))
+        repcali.modeling, "save_model", lambda m, t, d, **kw: (saved.update(model=m), original_save(m, t, d, **kw))
     )
     record = RunRecord(tmp_path, cfg)
     train.train_and_evaluate(cfg, tmp_path, record)
