@@ -59,7 +59,7 @@ class Setting:
 
 SETTINGS: dict[tuple[str, str], list[Setting]] = {
     ("smoke", "cpu"): [Setting("tiny_t5", 4, 32, 8, 4, 1, 2)],
-    ("quick", "cpu"): [Setting("tiny_t5", 16, 128, 64, 32, 3, 12), Setting("bart_base", 2, 64, 16, 8, 1, 8)],
+    ("quick", "cpu"): [Setting("tiny_t5", 16, 128, 64, 32, 3, 8), Setting("bart_base", 2, 64, 16, 8, 1, 5)],
     ("full", "cpu"): [
         Setting("tiny_t5", 16, 128, 64, 32, 10, 30),
         Setting("bart_base", 4, 256, 64, 16, 1, 10),
