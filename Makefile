@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: help install demo sweep sweep-status tables test test-fast lint format params clean
+.PHONY: help install demo sweep sweep-status tables test test-fast lint format params bench bench-full clean
 SWEEP ?= smoke
 RUNS ?= runs
 TABLES ?= tables
@@ -55,6 +55,12 @@ format: install ## ruff: fix what can be fixed and format
 params: install ## Added parameters of RepCali and each method on T5-small/base/3B, from configs -> docs/parameters.md
 	mkdir -p docs
 	$(PY) -m repcali.params > docs/parameters.md.tmp && mv docs/parameters.md.tmp docs/parameters.md
+
+bench: install ## Benchmarks, quick (< 5 min on 2 CPU cores): JSON + summary.md in benchmarks/results/quick
+	$(OFFLINE) WANDB_MODE=disabled $(PY) -m benchmarks.run --mode quick
+
+bench-full: install ## Benchmarks, full mode (larger models, more rounds; calibration on GPU if present): results/full
+	$(OFFLINE) WANDB_MODE=disabled $(PY) -m benchmarks.run --mode full
 
 clean: ## Remove caches (runs/ stays: it holds results)
 	rm -rf .pytest_cache .ruff_cache **/__pycache__

@@ -89,7 +89,7 @@ def representation_sets(run_dir: Path, count: int) -> dict[str, np.ndarray]:
     cfg = _load_run(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")  # the run's, with any tokens it added
     set_seed(cfg.seed)
-    before, _ = load_backbone(cfg.model)
+    before, _ = load_backbone(cfg.model, cfg.task.language)
     if before.get_input_embeddings().num_embeddings < len(tokenizer):
         before.resize_token_embeddings(len(tokenizer))  # the task's added tokens, freshly initialised as in the run
     after = load_model(run_dir / "model")

@@ -59,22 +59,25 @@ def job_fields(base: dict[str, Any], job: list[str], parse: Callable[[str], tupl
 
 def expected_fields(sweep_names: tuple[str, ...]) -> tuple[list[dict] | None, str]:
     """Every grid point of the sweeps, and a note for the table saying where its cells come from."""
-    entries = []
     try:
-        with sweeps.hydra_compose():
-            parser = sweeps.parser()
-
-            @cache  # a grid repeats a few override strings many times; Hydra's parser is slow
-            def parse(line: str) -> tuple[str, Any]:
-                override = parser.parse_override(line)
-                return override.key_or_group, override.value()
-
-            for name in sweep_names:
-                for part in sweeps.parts(name):
-                    composed, jobs = sweeps.grid(part)
-                    base = _base_fields(composed)
-                    entries += [job_fields(base, job, parse) for job in jobs]
+        entries = [entry for name in sweep_names for part in sweeps.parts(name) for entry in part_fields(part)]
     except RepCaliError as error:
         return None, f"Expected cells unknown ({error}); only cells with runs are shown."
     sources = ", ".join(f"`{name}`" for name in sweep_names)
     return entries, f"Expected cells and seeds: the grid of sweep {sources}; a cell without runs shows as missing."
+
+
+@cache  # tables share sweeps (every ablation has the baseline's); composing one takes ~0.25 s
+def part_fields(part: str) -> tuple[dict[str, Any], ...]:
+    """The fields of every grid point of one sweep file. ``part_fields.cache_clear()`` reads conf/ afresh."""
+    with sweeps.hydra_compose():
+        parser = sweeps.parser()
+
+        @cache  # a grid repeats a few override strings many times; Hydra's parser is slow
+        def parse(line: str) -> tuple[str, Any]:
+            override = parser.parse_override(line)
+            return override.key_or_group, override.value()
+
+        composed, jobs = sweeps.grid(part)
+        base = _base_fields(composed)
+        return tuple(job_fields(base, job, parse) for job in jobs)

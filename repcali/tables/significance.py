@@ -24,7 +24,7 @@ tested (``n/a``), never guessed.
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,8 @@ def example_scores(run_dir: Path) -> tuple[dict[str, int], dict[str, np.ndarray]
     """Example id → position, and metric → per-example scores, from a run's ``predictions.jsonl``."""
     path = Path(run_dir) / PREDICTIONS_NAME
     try:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        rows = json.loads(f"[{','.join(lines)}]")  # one parse: ~2x faster than one per line
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     positions = {str(row["id"]): i for i, row in enumerate(rows)}
@@ -81,19 +82,28 @@ def paired_differences(pairs: list[tuple[Path, Path]], metrics: list[str]) -> np
 def bootstrap_p(differences: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
     """Two-sided paired bootstrap p-value per column of ``differences`` (examples × metrics).
 
-    Vectorised: blocks of resamples are drawn as one index matrix and averaged at once; every
-    metric sees the same resampled examples. Fixed RNG seed, so tables are reproducible.
+    Vectorised: a resample is a row of weights (how often each example is drawn, over n), so a
+    block of resample means is one matrix product; every metric sees the same resampled examples.
+    Fixed RNG seed, so tables are reproducible.
     """
     differences = np.asarray(differences, dtype=float)
     if differences.ndim == 1:
         differences = differences[:, None]
-    n = len(differences)
     observed = differences.mean(axis=0)
-    rng = np.random.default_rng(seed)
-    block = max(1, _CHUNK_ELEMENTS // (n * differences.shape[1]))
     extreme = np.zeros(differences.shape[1], dtype=int)
-    for start in range(0, resamples, block):
-        indices = rng.integers(0, n, size=(min(block, resamples - start), n))
-        means = differences[indices].mean(axis=1)
+    for weights in _resample_weights(len(differences), resamples, seed):
+        means = weights @ differences
         extreme += np.count_nonzero(np.abs(means - observed) >= np.abs(observed), axis=0)
     return (extreme + 1) / (resamples + 1)
+
+
+@lru_cache(maxsize=2)  # cells of one task share n and the fixed seed: their resamples are drawn once
+def _resample_weights(n: int, resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    block = max(1, _CHUNK_ELEMENTS // n)
+    weights = []
+    for start in range(0, resamples, block):
+        rows = min(block, resamples - start)
+        indices = rng.integers(0, n, size=(rows, n)) + n * np.arange(rows)[:, None]  # one range of ids per row
+        weights.append(np.bincount(indices.ravel(), minlength=rows * n).reshape(rows, n) / n)
+    return tuple(weights)
