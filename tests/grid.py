@@ -4,7 +4,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-MODELS = sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml"))
+ALIASES = {"bart": "bart_large", "t5": "t5_base"}  # conf/model files that only name another
+MODELS = sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml") if path.stem not in ALIASES)
 TASKS = sorted(path.stem for path in (ROOT / "conf" / "task").glob("*.yaml"))
 
 # task -> {split: fixture file}; the splits are the ones the task trains and evaluates on

@@ -23,7 +23,7 @@ from repcali.formatters import FORMATTERS
 from repcali.metrics import METRICS
 from repcali.modeling import load_backbone, load_model
 from repcali.runs import RunRecord
-from tests.grid import MODELS, ROOT, TASKS, data_overrides
+from tests.grid import ALIASES, MODELS, ROOT, TASKS, data_overrides
 from tests.tiny import BUILDERS
 
 # family -> (a backbone config of that family, the task it runs on here): every family and every task once
@@ -86,6 +86,13 @@ def test_every_task_and_calib_composes_with(compose_train, task_and_calib_nodes,
             assert run_path(cfg).startswith(f"default/{task}/{model}/full/calib-{calib}/seed42-")
             assert cfg.task.formatter in FORMATTERS and set(cfg.task.metrics) <= set(METRICS)
     assert cfg == compose_train(f"model={model}", f"task={TASKS[-1]}", "calib=on")
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_an_alias_composes_exactly_its_backbone(compose_train, alias):
+    """`python train.py model=bart task=xsum calib=on` is model=bart_large's run, in the same directory."""
+    aliased = compose_train(f"model={alias}", "task=xsum", "calib=on")
+    assert aliased == compose_train(f"model={ALIASES[alias]}", "task=xsum", "calib=on")  # run_path reads only cfg
 
 
 def test_the_grid_is_the_papers_size():

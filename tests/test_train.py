@@ -108,7 +108,7 @@ def test_default_config_composes_and_prints(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model=__no_such_model__", "error: Unknown model '__no_such_model__'. Fix: use one of bart_base, "),
+        ("model=__no_such_model__", "error: Unknown model '__no_such_model__'. Fix: use one of bart, bart_base, "),
         ("task=xsum,nope", "error: Unknown task 'nope'. Fix: use one of aclsum, anlg, "),
         ("+sweep=glob(nope*)", "requires --multirun"),  # extended sweep syntax: Hydra's own message
         ("calib.lamda=0.5", "Key 'lamda' not in 'CalibConfig'"),
