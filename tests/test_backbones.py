@@ -96,7 +96,7 @@ def test_an_alias_composes_exactly_its_backbone(compose_train, alias):
 
 
 def test_the_grid_is_the_papers_size():
-    backbones = set(MODELS) - {"tiny_t5", "minilm_bert2bert"}  # the embedded default and the offline extra
+    backbones = set(MODELS) - {"tiny_t5", "minilm_bert2bert", "cpt_base"}  # default, offline extra, unsupported
     assert len(backbones) == 25
     assert set(TASKS) - {"aclsum"} == {
         *("xsum", "cnn_dailymail", "webnlg", "common_gen", "anlg", "multiwoz", "csds", "lcsts"),

@@ -166,7 +166,7 @@ def test_partial_failed_and_missing_cells_are_shown(tables):
     # From the sweep's grid: a t5_base baseline, backbones and tasks with no run at all.
     assert record(tables, "main_table", "xsum", "t5_base", "rouge1")["state"] == "missing"
     assert record(tables, "main_table", "xsum", "pegasus_large + RepCali", "rouge1")["state"] == "missing"
-    assert record(tables, "main_table", "csds", "cpt_base", "")["state"] == "missing"
+    assert record(tables, "main_table", "csds", "mt5_base", "")["state"] == "missing"
     markdown = (tables[0] / "main_table.md").read_text()
     assert "| t5_small + RepCali | 1/3 · 1 failed | 25.00 (Δ +4.00†) |" in markdown
     assert "| t5_base + RepCali | 0/3 · 1 failed | failed |" in markdown
