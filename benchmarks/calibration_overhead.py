@@ -325,9 +325,7 @@ def run(mode: str, device: str) -> dict[str, Any]:
         for row in rows(results[-1]):  # progress, so a run cut short still shows what it measured
             print(f"[calibration_overhead] {row['case']}: {row['measure']}: {row['result']}", file=sys.stderr)
     return {
-        "name": "calibration_overhead",
         "title": "Calibration overhead: calib=on vs off, same backbone, batch and lengths",
-        "method": __doc__.split("\n\n")[1].replace("\n", " "),
         "results": results,
         "rows": [row for result in results for row in rows(result)],
     }

@@ -126,9 +126,7 @@ def run(mode: str, device: str) -> dict[str, Any]:
         }
 
     return {
-        "name": "evaluation",
         "title": "Evaluation throughput: batched and length-sorted (train.py) vs one at a time",
-        "method": __doc__.split("\n\n")[1].replace("\n", " "),
         "results": [result],
         "rows": [
             row("examples/s, train.py ÷ one at a time", "one_at_a_time", result["ratio_vs_one_at_a_time"]),

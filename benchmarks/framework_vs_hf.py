@@ -141,9 +141,7 @@ def run(mode: str, device: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="repcali-bench-") as work:
         results = [measure_setting(setting, Path(work)) for setting in SETTINGS[mode]]
     return {
-        "name": "framework_vs_hf",
         "title": "Framework vs plain Hugging Face: training samples/s",
-        "method": __doc__.split("\n\n")[1].replace("\n", " "),
         "results": results,
         "rows": [row for result in results for row in rows(result)],
     }

@@ -92,20 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {name} ({args.mode}, {device}) ...", file=sys.stderr, flush=True)
         machine = machine_info()
         start = time.perf_counter()
+        module = import_module(f"benchmarks.{name}")
+        result = {"name": name, "method": module.__doc__.split("\n\n")[1].replace("\n", " "), "status": "ok"}
         try:
-            result = import_module(f"benchmarks.{name}").run(args.mode, device)
+            result |= module.run(args.mode, device)  # title, results, rows
         except Exception as error:  # one broken benchmark must not hide the others' figures
             errors += 1
             traceback.print_exc()
-            result = {
-                "name": name,
-                "title": name,
-                "method": "",
-                "status": "error",
-                "error": repr(error),
-                "rows": [{"case": "", "result": f"error: {error!r}"[:300]}],
-            }
-        result.setdefault("status", "ok")
+            result |= {"title": name, "status": "error", "error": repr(error)}
+            result["rows"] = [{"case": "", "result": f"error: {error!r}"[:300]}]
         result.update(
             mode=args.mode,
             device=device,

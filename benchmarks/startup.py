@@ -57,9 +57,7 @@ def run(mode: str, device: str) -> dict[str, Any]:
         }
 
     return {
-        "name": "startup",
         "title": "Start-up: printing the config, and skipping a completed run",
-        "method": __doc__.split("\n\n")[1].replace("\n", " "),
         "results": [{"seconds": stats}],
         "rows": [row("train.py --cfg job"), row("train.py, completed run skipped")],
     }

@@ -130,9 +130,7 @@ def run(mode: str, device: str) -> dict[str, Any]:
         written = sorted(str(path.relative_to(out_dir)) for path in out_dir.iterdir())
     stats = summarize(samples)
     return {
-        "name": "tables",
         "title": "Tables: make tables over 1,000 synthetic results",
-        "method": __doc__.split("\n\n")[1].replace("\n", " "),
         "results": [{"seconds": stats, "runs": RESULTS[mode], "failed_runs": failed, "written": written}],
         "rows": [
             {
