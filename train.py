@@ -1,7 +1,7 @@
 """Fine-tune an encoder-decoder with or without RepCali, evaluate it, and record the run.
 
-    python train.py                                        # embedded default: tiny BART on ACLSum, offline
-    python train.py model=bart_base task=xsum calib=on     # any backbone x task x calib
+    python train.py                                        # embedded default: tiny T5 on ACLSum, offline
+    python train.py model=bart task=xsum calib=on          # any backbone x task x calib (bart = bart_large)
     python train.py method=lora calib=on                   # any fine-tuning method (conf/method/), + RepCali
     python train.py -m calib=off,on seed=1,2,3             # a sweep; completed runs are skipped
     torchrun --standalone --nproc_per_node=4 train.py model=t5_base task=xsum   # multi-GPU, same code
