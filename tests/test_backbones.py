@@ -111,7 +111,7 @@ def test_the_grid_is_the_papers_size():
 def test_family_trains_generates_with_beams_and_reloads(
     compose_train, tiny_family, tmp_path, monkeypatch, family, calib
 ):
-    import train
+    from repcali.experiment import train_and_evaluate
 
     model_name, task = FAMILY_RUNS[family]
     cfg = compose_train(
@@ -131,7 +131,7 @@ def test_family_trains_generates_with_beams_and_reloads(
         repcali.modeling, "save_model", lambda m, t, d, **kw: (saved.update(model=m), original_save(m, t, d, **kw))
     )
     record = RunRecord(tmp_path, cfg)
-    train.train_and_evaluate(cfg, tmp_path, record)
+    train_and_evaluate(cfg, tmp_path, record)
 
     metrics = record.data["metrics"]
     assert metrics and all(math.isfinite(v) for v in metrics.values()), metrics

@@ -1,0 +1,110 @@
+"""One run, end to end: skip if completed, record, train, evaluate, save; what ``train.py`` calls.
+
+It lives here rather than in ``train.py`` so that tests and other tools (sweepers, notebooks) run
+exactly what the command line runs, in-process, on a config composed with Hydra's compose API.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from repcali.config import run_path
+from repcali.runs import RunRecord, read_results, write_predictions
+from repcali.tracking import finish_wandb, is_main_process, start_wandb
+
+log = logging.getLogger("repcali")
+
+
+@dataclass
+class Outcome:
+    """What a run ended with: its results (as written to ``results.json``) and the error, if any."""
+
+    results: dict
+    error: BaseException | None = None
+    skipped: bool = False  # completed before; nothing was run
+
+
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> None:
+    """The experiment: load, apply the method, calibrate, tokenize, train, generate, score, save."""
+    # Heavy libraries load here, so `--cfg job` and skipped reruns start in a fraction of a second.
+    from transformers import set_seed
+
+    from repcali.calibration import attach_repcali
+    from repcali.config import repcali_config
+    from repcali.data import build_task_data
+    from repcali.methods import apply_method, check_combination, unwrap
+    from repcali.metrics import compute
+    from repcali.modeling import add_tokens, count_parameters, load_backbone, parameter_report, save_model
+    from repcali.runs import host_info
+    from repcali.training import build_trainer, predict
+
+    check_combination(cfg.method.name, cfg.calib.enabled, cfg.calib.train)
+    record.data["host"] = host_info()
+    set_seed(cfg.seed)
+    with record.timed("load"):
+        model, tokenizer = load_backbone(cfg.model, cfg.task.language)
+        add_tokens(model, tokenizer, cfg.task.new_tokens)
+        backbone_total = count_parameters(model)
+        model = apply_method(model, cfg.method.name, cfg.method.options)  # LoRA, adapter, ...: what trains
+        if cfg.calib.enabled:
+            attach_repcali(unwrap(model), repcali_config(cfg.calib))  # on the HF model inside a PEFT wrapper
+    record.data["params"] = parameter_report(model, backbone_total)
+    log.info("parameters: %s", record.data["params"])
+
+    with record.timed("data"):
+        data = build_task_data(
+            cfg.task, tokenizer, use_prefix=cfg.model.task_prefix, max_positions=cfg.model.max_positions
+        )
+
+    report_to = start_wandb(cfg, run_dir, run_path(cfg))
+    trainer = build_trainer(cfg, model, tokenizer, data, run_dir, report_to)
+    with record.timed("train"):  # nothing to train (method=frozen calib=off): the backbone is evaluated as loaded
+        train_output = trainer.train() if record.data["params"]["trainable"] else None
+    if train_output is not None:
+        record.data["timings"]["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
+
+    with record.timed("evaluate"):
+        predictions = predict(trainer, data.eval, tokenizer, cfg.task.language)
+        scores = compute(
+            list(cfg.task.metrics), predictions, data.eval_references, cfg.task.language, ids=data.eval_ids
+        )
+    record.data["metrics"] = {**scores.corpus, **({"train_loss": train_output.training_loss} if train_output else {})}
+    record.data["metric_settings"] = {
+        "eval_split": cfg.task.eval_split,
+        "n_examples": len(predictions),
+        **scores.settings,
+    }
+
+    if trainer.is_world_process_zero():
+        write_predictions(run_dir, data.eval_ids, predictions, data.eval_references, scores.per_example)
+        if cfg.save_model:
+            with record.timed("save"):  # a pretrained backbone is reloaded from its source, not copied
+                base_model = model.config.name_or_path if cfg.model.init == "pretrained" else None
+                save_model(model, tokenizer, run_dir / "model", base_model=base_model)
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
+    """Run ``cfg`` in ``run_dir`` and record it; a completed run is not run again unless ``cfg.rerun``.
+
+    Every failure, Ctrl-C included, is recorded in ``results.json`` and returned, never raised.
+    """
+    previous = read_results(run_dir)
+    if previous and previous["status"] == "completed" and not cfg.rerun:
+        return Outcome(previous, skipped=True)
+
+    record = RunRecord(run_dir, cfg, write=is_main_process())
+    record.start()
+    error: BaseException | None = None
+    try:
+        train_and_evaluate(cfg, run_dir, record)
+        record.complete()
+    except BaseException as caught:  # record every failure, Ctrl-C included, before reporting it
+        error = caught
+        record.fail(caught)
+    finally:
+        finish_wandb(record.data)
+    return Outcome(record.data, error)
