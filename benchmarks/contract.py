@@ -1,4 +1,4 @@
-"""What a benchmark hands the runner: a ``Benchmark`` of ``Row`` s, and the one way a figure is written and judged.
+"""What a benchmark hands the runner: a ``Benchmark`` of ``Row``s, and the one way a figure is written and judged.
 
 A benchmark's ``run(mode, device)`` returns a ``Benchmark``; the runner adds the machine and the
 timing and writes it as JSON; ``benchmarks.summary`` renders every row the same way. A row's
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-NONE = "—"  # no target, hence no verdict
+NO_TARGET = "—"  # the target and verdict cells of a row without a target
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,8 @@ class Row:
     baseline: str = ""  # the reference variant's figure (median)
     compared: str = ""  # the measured variant's figure (median)
     result: str = ""  # see judged(): median (IQR q1 … q3, n=rounds)
-    target: str = NONE
-    verdict: str = NONE  # met / missed / unresolved (IQR spans target), or NONE without a target
+    target: str = NO_TARGET
+    verdict: str = NO_TARGET  # met / missed / unresolved (IQR spans target)
 
 
 @dataclass

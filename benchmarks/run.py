@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    out.mkdir(parents=True, exist_ok=True)
     runs = {name: import_module(f"benchmarks.{name}").run for name in args.only}
     errors = run_benchmarks(runs, args.mode, device, out)
     print((out / SUMMARY_NAME).read_text())
