@@ -1,11 +1,5 @@
 """Benchmark 1: what RepCali costs: training-step time, peak memory and generation time, calib=on vs off.
 
-Both variants are the same backbone (one random initialisation, copied; the published configs of
-the paper's backbones, built without downloading weights), the same batch and sequence lengths;
-``on`` has the block attached. A training step is forward, backward, AdamW step and zero_grad,
-under bf16 autocast on GPU (what ``trainer.bf16=true`` does). Generation is beam search with a
-fixed output length (min = max new tokens), so both variants decode the same number of steps.
-
 Peak memory = tensor bytes resident before the step (parameters, buffers, optimizer state) plus
 the peak increase during one step: ``torch.cuda.max_memory_allocated`` on GPU, the profiler's
 allocator records on CPU (``measure.cpu_peak_tensor_bytes``). Both variants live on the device
@@ -23,17 +17,18 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks.measure import (
-    ROOT,
-    cpu_peak_tensor_bytes,
-    interleave,
-    paired_ratio,
-    summarize,
-    tensor_bytes,
-    timed,
-    verdict,
-)
+from benchmarks.contract import Benchmark, Row, judged
+from benchmarks.measure import ROOT, cpu_peak_tensor_bytes, interleave, paired_ratio, summarize, tensor_bytes, timed
 from repcali.calibration import attach_repcali, find_block
+
+TITLE = "Calibration overhead: calib=on vs off, same backbone, batch and lengths"
+METHOD = """
+Both variants are the same backbone (one random initialisation, copied; the published configs of
+the paper's backbones, built without downloading weights), the same batch and sequence lengths;
+``on`` has the block attached. A training step is forward, backward, AdamW step and zero_grad,
+under bf16 autocast on GPU (what ``trainer.bf16=true`` does). Generation is beam search with a
+fixed output length (min = max new tokens), so both variants decode the same number of steps.
+"""
 
 TARGET_STEP_PCT = 2.0
 TARGET_MEMORY_PCT = 1.0
@@ -259,63 +254,38 @@ def measure_setting(setting: Setting, device: str) -> dict[str, Any]:
     return result
 
 
-def _pct(ratio: float) -> str:
-    return f"{100 * (ratio - 1):+.2f} %"
+def _change_pct(ratio: dict[str, Any]) -> dict[str, Any]:
+    """Ratio statistics as a change in percent (on ÷ off = 1.02 is +2 %)."""
+    return {**ratio, **{key: 100 * (ratio[key] - 1) for key in ("median", "q1", "q3")}}
 
 
-def _ratio_cell(stats: dict) -> str:
-    return f"{_pct(stats['median'])} (IQR {_pct(stats['q1'])} … {_pct(stats['q3'])}, n={stats['n']})"
+def _ms(stats: dict[str, Any], fmt: str = ".1f") -> str:
+    return f"{stats['median'] * 1e3:{fmt}} ms"
 
 
-def rows(result: dict) -> list[dict[str, str]]:
+def rows(result: dict) -> list[Row]:
     """The summary's lines for one setting: step time, the block alone, memory, generation."""
     setting, device = result["setting"], result["device"]
     case = f"{setting['backbone']} ({result['params']['backbone'] / 1e6:.1f}M, {device}, {result['dtype']}), " + (
         f"batch {setting['batch']}×{setting['source_length']}→{setting['target_length']}"
     )
-    memory_met = result["memory_ratio"] - 1 <= TARGET_MEMORY_PCT / 100
-    mb = {name: value / 2**20 for name, value in result["peak_memory_bytes"].items()}
+    step, generate, block = result["step_s"], result["generate_s"], result["block_s"]
+    mib = {name: f"{value / 2**20:.1f} MiB" for name, value in result["peak_memory_bytes"].items()}
+    memory = f"peak memory (block: +{result['params']['added_pct']:.2f} % parameters)"
+    beams = f"generate (4 beams, {setting['new_tokens']} tokens)"
+    block_share = f"{100 * result['block_share_of_step']:.3f} % of a calib=off step"
+    step_cells = judged(_change_pct(result["step_ratio"]), "+.2f", " %", TARGET_STEP_PCT)
+    memory_cells = judged(summarize([100 * (result["memory_ratio"] - 1)]), "+.2f", " %", TARGET_MEMORY_PCT)
+    generate_cells = judged(_change_pct(result["generate_ratio"]), "+.2f", " %")
     return [
-        {
-            "case": case,
-            "measure": "training step",
-            "baseline": f"{result['step_s']['off']['median'] * 1e3:.1f} ms",
-            "compared": f"{result['step_s']['on']['median'] * 1e3:.1f} ms",
-            "result": _ratio_cell(result["step_ratio"]),
-            "target": f"≤ +{TARGET_STEP_PCT:g} %",
-            "verdict": verdict(result["step_ratio"], 1 + TARGET_STEP_PCT / 100),
-        },
-        {
-            "case": case,
-            "measure": "the block alone, forward + backward",
-            "baseline": f"{result['step_s']['off']['median'] * 1e3:.1f} ms",
-            "compared": f"{result['block_s']['median'] * 1e3:.3f} ms",
-            "result": f"{100 * result['block_share_of_step']:.3f} % of a calib=off step",
-            "target": "—",
-            "verdict": "—",
-        },
-        {
-            "case": case,
-            "measure": "peak memory",
-            "baseline": f"{mb['off']:.1f} MiB",
-            "compared": f"{mb['on']:.1f} MiB",
-            "result": f"{_pct(result['memory_ratio'])} (block: +{result['params']['added_pct']:.2f} % params)",
-            "target": f"≤ +{TARGET_MEMORY_PCT:g} %",
-            "verdict": "met" if memory_met else "missed",
-        },
-        {
-            "case": case,
-            "measure": f"generate (4 beams, {setting['new_tokens']} tokens)",
-            "baseline": f"{result['generate_s']['off']['median'] * 1e3:.1f} ms",
-            "compared": f"{result['generate_s']['on']['median'] * 1e3:.1f} ms",
-            "result": _ratio_cell(result["generate_ratio"]),
-            "target": "—",
-            "verdict": "—",
-        },
+        Row(case, "training step", _ms(step["off"]), _ms(step["on"]), **step_cells),
+        Row(case, "the block alone, forward + backward", _ms(step["off"]), _ms(block, ".3f"), block_share),
+        Row(case, memory, mib["off"], mib["on"], **memory_cells),  # one measurement each: no IQR
+        Row(case, beams, _ms(generate["off"]), _ms(generate["on"]), **generate_cells),
     ]
 
 
-def run(mode: str, device: str) -> dict[str, Any]:
+def run(mode: str, device: str) -> Benchmark:
     import torch
 
     torch.set_float32_matmul_precision("high")  # TF32 on GPU, as a user training there would have it
@@ -323,9 +293,5 @@ def run(mode: str, device: str) -> dict[str, Any]:
     for setting in SETTINGS[(mode, device)]:
         results.append(measure_setting(setting, device))
         for row in rows(results[-1]):  # progress, so a run cut short still shows what it measured
-            print(f"[calibration_overhead] {row['case']}: {row['measure']}: {row['result']}", file=sys.stderr)
-    return {
-        "title": "Calibration overhead: calib=on vs off, same backbone, batch and lengths",
-        "results": results,
-        "rows": [row for result in results for row in rows(result)],
-    }
+            print(f"[calibration_overhead] {row.case}: {row.measure}: {row.result}", file=sys.stderr)
+    return Benchmark(TITLE, METHOD, [row for result in results for row in rows(result)], results)

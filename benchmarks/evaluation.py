@@ -1,5 +1,18 @@
-"""Benchmark 3: evaluation throughput: generation over a validation set as ``train.py`` does it, and without batching.
+"""Benchmark 3: evaluation throughput: generation over a validation set as ``train.py`` does it, and unbatched."""
 
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from benchmarks.contract import Benchmark, Row, judged
+from benchmarks.measure import compose_config, interleave, paired_ratio, summarize, timed
+
+TITLE = "Evaluation throughput: batched and length-sorted (train.py) vs one at a time"
+METHOD = """
 ``train.py`` generates with ``repcali.training.predict``: the Trainer's batched generation over
 the evaluation split that ``repcali.data`` sorted by source length (longest first), so a batch
 holds similar lengths and pads little. Compared, on the same model, data and decoding settings
@@ -8,17 +21,6 @@ holds similar lengths and pads little. Compared, on the same model, data and dec
 The model is the embedded default (tiny T5) after a short training, so that it stops at its own
 end-of-sequence like a fine-tuned model rather than always running to the length limit.
 """
-
-from __future__ import annotations
-
-import tempfile
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
-
-from omegaconf import OmegaConf
-
-from benchmarks.measure import compose_config, interleave, paired_ratio, summarize, timed
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ SETTINGS = {
 }
 
 
-def run(mode: str, device: str) -> dict[str, Any]:
+def run(mode: str, device: str) -> Benchmark:
     from datasets import disable_progress_bars
     from transformers import set_seed
     from transformers.utils import logging as hf_logging
@@ -106,30 +108,18 @@ def run(mode: str, device: str) -> dict[str, Any]:
         # batching must not change what is generated (beyond padding-level numerical noise)
         "same_predictions_as_one_at_a_time": outputs["train_py"] == outputs["one_at_a_time"],
     }
-    per_second = result["examples_per_s"]
+    speed = {name: f"{stats['median']:.1f}/s" for name, stats in result["examples_per_s"].items()}
     source, generation = result["source_tokens"], cfg.task.generation
     case = (
         f"tiny_t5 on {setting.examples} ACLSum validation examples ({source['min']}–{source['max']} source tokens), "
         f"batch {result['batch_size']}, {generation.num_beams} beams, "
         f"{result['mean_output_tokens']:.0f} output tokens on average (≤ {generation.max_new_tokens})"
     )
-
-    def row(measure: str, baseline: str, ratio: dict) -> dict[str, str]:
-        return {
-            "case": case,
-            "measure": measure,
-            "baseline": f"{per_second[baseline]['median']:.1f}/s",
-            "compared": f"{per_second['train_py']['median']:.1f}/s",
-            "result": f"{ratio['median']:.2f}× (IQR {ratio['q1']:.2f} … {ratio['q3']:.2f}, n={ratio['n']})",
-            "target": "—",
-            "verdict": "—",
-        }
-
-    return {
-        "title": "Evaluation throughput: batched and length-sorted (train.py) vs one at a time",
-        "results": [result],
-        "rows": [
-            row("examples/s, train.py ÷ one at a time", "one_at_a_time", result["ratio_vs_one_at_a_time"]),
-            row("examples/s, train.py ÷ batched unsorted", "batched_unsorted", result["ratio_vs_unsorted"]),
-        ],
-    }
+    rows = [
+        Row(case, f"examples/s, train.py ÷ {name}", speed[variant], speed["train_py"], **judged(ratio, ".2f", "×"))
+        for name, variant, ratio in (
+            ("one at a time", "one_at_a_time", result["ratio_vs_one_at_a_time"]),
+            ("batched unsorted", "batched_unsorted", result["ratio_vs_unsorted"]),
+        )
+    ]
+    return Benchmark(TITLE, METHOD, rows, [result])

@@ -1,14 +1,4 @@
-"""Benchmark 2: training samples/s of ``train.py`` against a minimal plain ``Seq2SeqTrainer`` script.
-
-Both run as a user runs them, one fresh process each, on the same model (same config and seed,
-so the same initial weights), data, templates, lengths, batch size, learning rate and steps; the
-plain script (``benchmarks/plain_hf.py``) takes every one of those values from ``train.py``'s
-composed config. Samples/s is the Trainer's own ``train_samples_per_second`` in both
-(steps × batch / training time), so start-up, tokenisation and evaluation are outside it; what
-differs is the framework: length-grouped batches, its callbacks, its hook-free calib=off model.
-Two source limits: the task's 128 tokens, where nearly every ACLSum source is cut to the same
-length (nothing for grouping to save), and 512, where lengths vary as in most summarisation data.
-"""
+"""Benchmark 2: training samples/s of ``train.py`` against a minimal plain ``Seq2SeqTrainer`` script."""
 
 from __future__ import annotations
 
@@ -19,9 +9,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import ROOT, compose_config, interleave, paired_ratio, run_command, summarize, verdict
+from benchmarks.contract import Benchmark, Row, judged
+from benchmarks.measure import ROOT, compose_config, interleave, paired_ratio, run_command, summarize
 from repcali.config import PROJECT_ROOT
 from repcali.runs import RESULTS_NAME, read_results
+
+TITLE = "Framework vs plain Hugging Face: training samples/s"
+METHOD = """
+Both run as a user runs them, one fresh process each, on the same model (same config and seed,
+so the same initial weights), data, templates, lengths, batch size, learning rate and steps; the
+plain script (``benchmarks/plain_hf.py``) takes every one of those values from ``train.py``'s
+composed config. Samples/s is the Trainer's own ``train_samples_per_second`` in both
+(steps × batch / training time), so start-up, tokenisation and evaluation are outside it; what
+differs is the framework: length-grouped batches, its callbacks, its hook-free calib=off model.
+Two source limits: the task's 128 tokens, where nearly every ACLSum source is cut to the same
+length (nothing for grouping to save), and 512, where lengths vary as in most summarisation data.
+"""
 
 TARGET_RATIO = 1.0
 # Published t5-small shape, with the tiny tokenizer's vocabulary (random weights, built here).
@@ -121,27 +124,17 @@ def measure_setting(setting: Setting, work: Path) -> dict[str, Any]:
     }
 
 
-def rows(result: dict) -> list[dict[str, str]]:
-    setting, ratio = result["setting"], result["ratio"]
-    return [
-        {
-            "case": f"{setting['backbone']} on ACLSum, sources ≤ {setting['max_source_length']} tokens, "
-            f"batch {result['batch_size']}, {setting['max_steps']} steps",
-            "measure": "training samples/s, train.py ÷ plain Seq2SeqTrainer",
-            "baseline": f"{result['samples_per_s']['plain_hf']['median']:.1f}/s",
-            "compared": f"{result['samples_per_s']['train_py']['median']:.1f}/s",
-            "result": f"{ratio['median']:.3f}× (IQR {ratio['q1']:.3f} … {ratio['q3']:.3f}, n={ratio['n']})",
-            "target": f"≥ {TARGET_RATIO:.1f}×",
-            "verdict": verdict(ratio, TARGET_RATIO, at_most=False),
-        }
-    ]
+def row(result: dict) -> Row:
+    setting, per_second = result["setting"], result["samples_per_s"]
+    case = f"{setting['backbone']} on ACLSum, sources ≤ {setting['max_source_length']} tokens, " + (
+        f"batch {result['batch_size']}, {setting['max_steps']} steps"
+    )
+    plain, framework = (f"{per_second[name]['median']:.1f}/s" for name in ("plain_hf", "train_py"))
+    cells = judged(result["ratio"], ".3f", "×", TARGET_RATIO, at_most=False)
+    return Row(case, "training samples/s, train.py ÷ plain Seq2SeqTrainer", plain, framework, **cells)
 
 
-def run(mode: str, device: str) -> dict[str, Any]:
+def run(mode: str, device: str) -> Benchmark:
     with tempfile.TemporaryDirectory(prefix="repcali-bench-") as work:
         results = [measure_setting(setting, Path(work)) for setting in SETTINGS[mode]]
-    return {
-        "title": "Framework vs plain Hugging Face: training samples/s",
-        "results": results,
-        "rows": [row for result in results for row in rows(result)],
-    }
+    return Benchmark(TITLE, METHOD, [row(result) for result in results], results)

@@ -71,18 +71,6 @@ def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> di
     return summarize([a / b for a, b in zip(numerator, denominator, strict=True)])
 
 
-def verdict(stats: dict[str, Any], target: float, at_most: bool = True) -> str:
-    """``met`` if the median meets the target, ``missed`` if even the better quartile does not, else ``unresolved``.
-
-    ``unresolved``: the interquartile range spans the target, so this machine's noise is larger
-    than the difference being judged.
-    """
-    median, better = (stats["median"], stats["q1"]) if at_most else (stats["median"], stats["q3"])
-    if (median <= target) if at_most else (median >= target):
-        return "met"
-    return "missed" if ((better > target) if at_most else (better < target)) else "unresolved (IQR spans target)"
-
-
 def timed(function: Callable[[], Any], synchronize: Callable[[], None] = lambda: None) -> float:
     """Wall-clock seconds of one call (``synchronize`` waits for asynchronous devices on both sides)."""
     synchronize()

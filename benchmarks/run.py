@@ -1,72 +1,82 @@
 """Run the benchmarks; write one JSON per benchmark and a Markdown summary of every JSON in the folder.
 
-    python -m benchmarks.run                         # make bench: quick, under 5 minutes on 2 CPU cores
-    python -m benchmarks.run --mode full             # make bench-full
-    python -m benchmarks.run --only startup tables   # some of them; the summary keeps the others' last figures
+    python -m benchmarks.run                  # make bench: quick, under 5 minutes on 2 CPU cores
+    python -m benchmarks.run --mode full      # make bench-full
+    python -m benchmarks.run --only startup tables_build   # some; the summary keeps the others' last figures
     python -m benchmarks.run --mode full --device cuda --only calibration_overhead --out benchmarks/results/gpu-h100
+    python -m benchmarks.run --summary-only --out benchmarks/results/quick   # re-render summary.md from the JSON
 
 Benchmarks measure and report; none of them fails on a missed target (the summary says so).
+
+Adding a benchmark: write ``benchmarks/<name>.py`` with ``run(mode, device) -> Benchmark``
+(``benchmarks.contract``: title, method text, rows, raw results; build each row's result, target
+and verdict with ``judged``, time variants with ``measure.interleave``), sized per mode (smoke:
+seconds, quick: a share of the 5 minutes of ``make bench``, full: as long as it needs), and add
+``<name>`` to ``BENCHMARKS`` below. Its figures go to ``<name>.json`` and a section of
+summary.md; check it with ``python -m benchmarks.run --mode smoke --only <name> --out /tmp/bench``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime, timezone
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
+from benchmarks.contract import Benchmark, Row
 from benchmarks.measure import OFFLINE_ENV, ROOT
+from benchmarks.summary import SUMMARY_NAME, write_summary
 
-BENCHMARKS = ("calibration_overhead", "framework_vs_hf", "evaluation", "startup", "tables")
-SUMMARY_NAME = "summary.md"
-COLUMNS = ("case", "measure", "baseline", "compared", "result", "target", "verdict")
+# The registry: modules of benchmarks/, each with run(mode, device) -> Benchmark, in the summary's order.
+BENCHMARKS = ("calibration_overhead", "framework_vs_hf", "evaluation", "startup", "tables_build")
 
-
-def _machine_line(machine: dict) -> str:
-    versions = machine["versions"]
-    gpus = ", ".join(machine["gpus"]) or "no GPU"
-    load = machine.get("load_average_1_5_15")
-    return (
-        f"{machine['cpu']}, {machine['cpus_usable']} of {machine['cpu_count']} CPUs usable, "
-        f"torch threads {machine['torch_threads']}, {gpus}; torch {versions['torch']}, "
-        f"transformers {versions['transformers']}, Python {versions['python']}"
-        + (f"; load average at start {load[0]:.1f}" if load else "")
-    )
+RunFunction = Callable[[str, str], Benchmark]
 
 
-def write_summary(out: Path) -> Path:
-    """summary.md from every benchmark JSON in ``out``, in the benchmarks' order."""
-    results = {path.stem: json.loads(path.read_text()) for path in sorted(out.glob("*.json"))}
-    lines = [
-        "# Benchmarks",
-        "",
-        "Written by `python -m benchmarks.run` (`make bench`, `make bench-full`); one JSON per benchmark beside "
-        "this file holds every sample. Ratios are medians of per-round ratios (variants interleaved, first "
-        "variant rotating); IQR = interquartile range, n = rounds.",
-    ]
-    for name in sorted(results, key=lambda n: BENCHMARKS.index(n) if n in BENCHMARKS else len(BENCHMARKS)):
-        result = results[name]
-        lines += [
-            "",
-            f"## {result['title']}",
-            "",
-            f"*{result['mode']} mode, {result['finished_at']}, {result['seconds']:.0f} s; "
-            f"{_machine_line(result['machine'])}.*",
-            "",
-            result["method"],
-            "",
-            "| " + " | ".join(COLUMNS) + " |",
-            "|" + "---|" * len(COLUMNS),
-        ]
-        lines += ["| " + " | ".join(row.get(column, "") for column in COLUMNS) + " |" for row in result["rows"]]
-    path = out / SUMMARY_NAME
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def record(name: str, run: RunFunction, mode: str, device: str) -> dict[str, Any]:
+    """Run one benchmark into its JSON record; an error becomes the record (one broken benchmark hides no other)."""
+    from benchmarks.measure import machine_info
+
+    machine = machine_info()
+    start = time.perf_counter()
+    try:
+        benchmark, status = run(mode, device), "ok"
+    except Exception as error:
+        traceback.print_exc()
+        failure = Row(case=name, measure="run", result=f"error: {error!r}"[:300], verdict="error")
+        benchmark, status = Benchmark(title=name, method="", rows=[failure]), "error"
+    return {
+        "name": name,
+        **asdict(benchmark),
+        "status": status,
+        "mode": mode,
+        "device": device,
+        "seconds": time.perf_counter() - start,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+    }
+
+
+def run_benchmarks(runs: dict[str, RunFunction], mode: str, device: str, out: Path) -> int:
+    """Each benchmark's JSON into ``out`` as it finishes, then summary.md; return how many failed."""
+    from repcali.runs import write_json_atomic
+
+    errors = 0
+    for name, run in runs.items():
+        print(f"[bench] {name} ({mode}, {device}) ...", file=sys.stderr, flush=True)
+        result = record(name, run, mode, device)
+        write_json_atomic(out / f"{name}.json", result)
+        errors += result["status"] != "ok"
+        print(f"[bench] {name}: {result['status']} in {result['seconds']:.0f} s", file=sys.stderr, flush=True)
+    write_summary(out, BENCHMARKS)
+    return errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,44 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/<mode>")
+    parser.add_argument("--summary-only", action="store_true", help="re-render summary.md from the JSON in --out")
     args = parser.parse_args(argv)
-    args.out = args.out or ROOT / "benchmarks" / "results" / args.mode
+    out = args.out or ROOT / "benchmarks" / "results" / args.mode
+    if args.summary_only:
+        print(write_summary(out, BENCHMARKS).read_text())
+        return 0
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
 
     import torch
 
-    from benchmarks.measure import machine_info
-    from repcali.runs import write_json_atomic
-
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    args.out.mkdir(parents=True, exist_ok=True)
-    errors = 0
-    for name in args.only:
-        print(f"[bench] {name} ({args.mode}, {device}) ...", file=sys.stderr, flush=True)
-        machine = machine_info()
-        start = time.perf_counter()
-        module = import_module(f"benchmarks.{name}")
-        result = {"name": name, "method": module.__doc__.split("\n\n")[1].replace("\n", " "), "status": "ok"}
-        try:
-            result |= module.run(args.mode, device)  # title, results, rows
-        except Exception as error:  # one broken benchmark must not hide the others' figures
-            errors += 1
-            traceback.print_exc()
-            result |= {"title": name, "status": "error", "error": repr(error)}
-            result["rows"] = [{"case": "", "result": f"error: {error!r}"[:300]}]
-        result.update(
-            mode=args.mode,
-            device=device,
-            seconds=time.perf_counter() - start,
-            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            machine=machine,
-        )
-        write_json_atomic(args.out / f"{name}.json", result)
-        print(f"[bench] {name}: {result['status']} in {result['seconds']:.0f} s", file=sys.stderr, flush=True)
-    summary = write_summary(args.out)
-    print(summary.read_text())
-    print(f"Wrote {summary} and {len(args.only)} JSON file(s) in {args.out}.")
+    runs = {name: import_module(f"benchmarks.{name}").run for name in args.only}
+    errors = run_benchmarks(runs, args.mode, device, out)
+    print((out / SUMMARY_NAME).read_text())
+    print(f"Wrote {out / SUMMARY_NAME} and {len(runs)} JSON file(s) in {out}.")
     return 1 if errors else 0
 
 

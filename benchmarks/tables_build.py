@@ -1,14 +1,4 @@
-"""Benchmark 5: ``make tables`` over 1,000 synthetic results.
-
-The synthetic runs are the distinct grid points of the project's own sweeps (``glue_comparison``,
-``ablations``, then ``main_table``), the first 1,000 of them, so the main table has missing cells
-as an unfinished sweep does; 2 % of the runs failed. Each is written
-by the framework's writers (``RunRecord`` → ``results.json``, ``write_predictions`` →
-``predictions.jsonl`` with per-example scores) into the directory ``run_path`` names, with the
-model, task and method sections composed from ``conf/`` and made-up scores (RepCali +0.4 on
-average). Then ``python -m repcali.tables --runs <dir> --out <dir>`` (what ``make tables`` runs)
-is timed as a fresh process, the first (cold) run included.
-"""
+"""Benchmark 5: ``make tables`` (``python -m repcali.tables``) over 1,000 synthetic results."""
 
 from __future__ import annotations
 
@@ -22,7 +12,20 @@ from unittest import mock
 
 from omegaconf import OmegaConf, flag_override
 
-from benchmarks.measure import compose_configs, interleave, run_command, summarize, verdict
+from benchmarks.contract import Benchmark, Row, judged
+from benchmarks.measure import compose_configs, interleave, run_command, summarize
+
+TITLE = "Tables: make tables over 1,000 synthetic results"
+METHOD = """
+The synthetic runs are the distinct grid points of the project's own sweeps (``glue_comparison``,
+``ablations``, then ``main_table``), the first 1,000 of them, so the main table has missing cells
+as an unfinished sweep does; 2 % of the runs failed. Each is written by the framework's writers
+(``RunRecord`` → ``results.json``, ``write_predictions`` → ``predictions.jsonl`` with per-example
+scores) into the directory ``run_path`` names, with the model, task and method sections composed
+from ``conf/`` and made-up scores (RepCali +0.4 on average). Then ``python -m repcali.tables
+--runs <dir> --out <dir>`` (what ``make tables`` runs) is timed as a fresh process, the first
+(cold) run included.
+"""
 
 TARGET_S = 5.0
 N_RESULTS = 1000
@@ -121,7 +124,7 @@ def write_synthetic_runs(runs_dir: Path, examples: int, n: int = N_RESULTS, seed
     return failed
 
 
-def run(mode: str, device: str) -> dict[str, Any]:
+def run(mode: str, device: str) -> Benchmark:
     with tempfile.TemporaryDirectory(prefix="repcali-bench-") as work:
         runs_dir, out_dir = Path(work) / "runs", Path(work) / "tables"
         failed = write_synthetic_runs(runs_dir, EXAMPLES[mode], RESULTS[mode])
@@ -129,18 +132,8 @@ def run(mode: str, device: str) -> dict[str, Any]:
         samples = interleave({"tables": lambda: run_command(command)}, ROUNDS[mode])["tables"]
         written = sorted(str(path.relative_to(out_dir)) for path in out_dir.iterdir())
     stats = summarize(samples)
-    return {
-        "title": "Tables: make tables over 1,000 synthetic results",
-        "results": [{"seconds": stats, "runs": RESULTS[mode], "failed_runs": failed, "written": written}],
-        "rows": [
-            {
-                "case": f"{RESULTS[mode]:,} runs (results.json + predictions.jsonl, {EXAMPLES[mode]} examples each)",
-                "measure": "python -m repcali.tables, fresh process",
-                "baseline": "",
-                "compared": f"{stats['median']:.2f} s",
-                "result": f"{stats['median']:.2f} s (IQR {stats['q1']:.2f} … {stats['q3']:.2f}, n={stats['n']})",
-                "target": f"≤ {TARGET_S:g} s",
-                "verdict": verdict(stats, TARGET_S),
-            }
-        ],
-    }
+    case = f"{RESULTS[mode]:,} runs (results.json + predictions.jsonl, {EXAMPLES[mode]} examples each)"
+    cells = judged(stats, ".2f", " s", TARGET_S)
+    row = Row(case, "python -m repcali.tables, fresh process", "", f"{stats['median']:.2f} s", **cells)
+    result = {"seconds": stats, "runs": RESULTS[mode], "failed_runs": failed, "written": written}
+    return Benchmark(TITLE, METHOD, [row], [result])
