@@ -34,15 +34,14 @@ FAST = [
 ]
 
 
+def run(*command: str, **options) -> subprocess.CompletedProcess:
+    """``command`` from the project root, as a user runs it (Hydra's short errors), its output captured."""
+    options = {"env": {**os.environ, "HYDRA_FULL_ERROR": "0"}, "timeout": 600, **options}
+    return subprocess.run(list(command), cwd=ROOT, capture_output=True, text=True, **options)
+
+
 def train(*overrides: str, runs_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", *FAST, f"runs_dir={runs_dir}", *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
-    )
+    return run(sys.executable, "train.py", *FAST, f"runs_dir={runs_dir}", *overrides)
 
 
 def run_dir_of(process: subprocess.CompletedProcess) -> Path:
@@ -94,13 +93,7 @@ def test_calib_off_and_on_differ_only_in_the_block(tmp_path):
 
 
 def test_default_config_composes_and_prints(tmp_path):
-    process = subprocess.run(
-        [sys.executable, "train.py", "--cfg", "job", "model=bart_base", "task=xsum", "calib=on"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    process = run(sys.executable, "train.py", "--cfg", "job", "model=bart_base", "task=xsum", "calib=on", timeout=60)
     assert process.returncode == 0, process.stderr
     assert "name_or_path: facebook/bart-base" in process.stdout and "enabled: true" in process.stdout
 
@@ -213,13 +206,8 @@ def test_a_failed_rerun_keeps_the_completed_record(tmp_path):
 def test_wandb_without_api_key_falls_back_to_offline(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
     env.update(HOME=str(tmp_path / "home"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
-    process = subprocess.run(
-        [sys.executable, "train.py", *FAST, f"runs_dir={tmp_path / 'runs'}", "logger=wandb", "save_model=false"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
+    process = run(
+        sys.executable, "train.py", *FAST, f"runs_dir={tmp_path / 'runs'}", "logger=wandb", "save_model=false", env=env
     )
     assert process.returncode == 0, process.stderr[-3000:]
     notices = [line for line in process.stdout.splitlines() if line.startswith("W&B:")]
@@ -233,21 +221,15 @@ def test_wandb_without_api_key_falls_back_to_offline(tmp_path):
 def test_torchrun_two_processes_on_cpu(tmp_path):
     """Distributed data parallel (gloo on CPU) through the same train.py: one record, all examples once."""
     torchrun = Path(sys.executable).with_name("torchrun")
-    process = subprocess.run(
-        [
-            str(torchrun),
-            "--standalone",
-            "--nproc_per_node=2",
-            "train.py",
-            *FAST,
-            f"runs_dir={tmp_path}",
-            "calib=on",
-            "save_model=false",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    process = run(
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node=2",
+        "train.py",
+        *FAST,
+        f"runs_dir={tmp_path}",
+        "calib=on",
+        "save_model=false",
     )
     assert process.returncode == 0, process.stderr[-3000:]
     results = read_results(run_dir_of(process))
