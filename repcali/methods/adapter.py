@@ -66,7 +66,7 @@ class Adapter(Method):
     """Only the adapters train; each is a submodule of its sublayer, applied to its output by a hook."""
 
     name = "adapter"
-    options = AdapterOptions
+    options_class = AdapterOptions
     label = "Adapter (b={bottleneck})"
 
     def apply(self, model: nn.Module, settings: AdapterOptions) -> nn.Module:

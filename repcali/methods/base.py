@@ -37,28 +37,28 @@ class Method:
     """One fine-tuning method; a subclass sets the class attributes and :meth:`apply`.
 
     - ``name``: ``method=<name>``, the file ``conf/method/<name>.yaml`` and the run directory's level.
-    - ``options``: a dataclass; ``method.options.*`` are its fields, checked before anything loads.
+    - ``options_class``: a dataclass; ``method.options.*`` are its fields, checked before anything loads.
     - ``adds_weights``: it trains weights of its own, which ``calib.train=frozen`` (the block alone)
       would leave untrained; ``full`` and ``frozen`` do not.
     - ``label``: its column in the parameter table, formatted with its options (``LoRA (r={r})``).
     """
 
     name: str
-    options: type = NoOptions
+    options_class: type = NoOptions
     adds_weights: bool = True
     label: str = ""
 
     def settings(self, options: Mapping | None = None, backbone=None) -> Any:
-        """``method.options`` as an ``options`` instance, with the defaults that depend on the
+        """``method.options`` as an ``options_class`` instance, with the defaults that depend on the
         ``backbone``'s config when one is given. An unknown option or a bad value fails with a fix."""
         given = plain(options)
-        known = [field.name for field in fields(self.options) if field.init]
+        known = [field.name for field in fields(self.options_class) if field.init]
         if unknown := sorted(set(given) - set(known)):
             raise RepCaliError(
                 f"method.options.{unknown[0]} is not an option of method={self.name}. Fix: {self._use(known)}."
             )
         try:
-            return self.options(**{**self.defaults(backbone), **given})
+            return self.options_class(**{**self.defaults(backbone), **given})
         except (TypeError, ValueError) as error:
             raise RepCaliError(
                 f"method={self.name}: {one_line(error)}. Fix: correct that value in method.options."
@@ -68,7 +68,7 @@ class Method:
         if not known:
             return f"remove the method.options overrides; method={self.name} takes none"
         if len(known) > 6:
-            return f"use fields of {self.options.__module__.partition('.')[0]}.{self.options.__name__}"
+            return f"use fields of {self.options_class.__module__.partition('.')[0]}.{self.options_class.__name__}"
         return "use " + ", ".join(f"method.options.{name}" for name in known)
 
     def defaults(self, backbone) -> dict[str, Any]:

@@ -16,7 +16,7 @@ class Peft(Method):
     """A PEFT method, saved in PEFT's own format; ``defaults`` are where PEFT's do not fit an encoder-decoder."""
 
     def __init__(self, name: str, config_class: type, label: str, **defaults: Any) -> None:
-        self.name, self.options, self.label, self._defaults = name, config_class, label, defaults
+        self.name, self.options_class, self.label, self._defaults = name, config_class, label, defaults
 
     def defaults(self, backbone) -> dict[str, Any]:
         return {"task_type": TaskType.SEQ_2_SEQ_LM, **self._defaults}
@@ -27,7 +27,7 @@ class Peft(Method):
         except (TypeError, ValueError) as error:  # e.g. target_modules that this backbone does not have
             raise RepCaliError(
                 f"method={self.name}: {one_line(error)}. Fix: method.options.* must be valid fields of "
-                f"peft.{self.options.__name__} for this backbone."
+                f"peft.{self.options_class.__name__} for this backbone."
             ) from None
         return self.fixed(model)
 
