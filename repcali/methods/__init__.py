@@ -16,7 +16,6 @@ from repcali.methods.base import (
     METHOD_CONFIG_NAME,
     METHOD_WEIGHTS_NAME,
     Method,
-    NoOptions,
     method_of,
     unwrap,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "METHOD_CONFIG_NAME",
     "METHOD_WEIGHTS_NAME",
     "Method",
-    "NoOptions",
     "apply_method",
     "check_combination",
     "load_method",
