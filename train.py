@@ -16,6 +16,8 @@ Running a completed config again prints its metrics and exits; ``rerun=true`` tr
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from repcali.config import register, run_path, unknown_choice
 from repcali.errors import RepCaliError
 from repcali.experiment import run_experiment
 from repcali.report import metrics_table
+from repcali.runs import RESULTS_NAME
 
 register()
 log = logging.getLogger("repcali")
@@ -37,7 +40,10 @@ log = logging.getLogger("repcali")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     outcome = run_experiment(cfg, run_dir)
-    print(metrics_table({run_path(cfg): outcome.results}))
+    if outcome.results is None:
+        remove_unrecorded(run_dir, Path(os.path.abspath(cfg.runs_dir)))  # as Hydra made run_dir
+    else:
+        print(metrics_table({run_path(cfg): outcome.results}))
     if outcome.skipped:
         print(f"Already completed; skipped (rerun=true trains it again). Run dir: {run_dir}")
         return
@@ -48,9 +54,25 @@ def main(cfg: DictConfig) -> None:
     if not isinstance(error, RepCaliError):
         log.error("run failed", exc_info=error)  # a bug, not a user error: keep the traceback
     print(f"\nerror: {error}", file=sys.stderr)  # newline: a progress bar may hold the line
-    print(f"Run failed; results.json records why. Run dir: {run_dir}")
+    if outcome.results is not None:
+        print(f"Run failed; results.json records why. Run dir: {run_dir}")
     if HydraConfig.get().mode != RunMode.MULTIRUN or not isinstance(error, Exception):
-        sys.exit(1)  # in a sweep, a failed run is recorded and the sweep goes on
+        sys.exit(1)  # a sweep goes on (a failed run is recorded, a refused one named above)
+
+
+def remove_unrecorded(run_dir: Path, runs_dir: Path) -> None:
+    """Hydra makes a run's directory (.hydra/, train.log) before the run starts; a refused run with no
+    earlier record leaves none, nor the folders above it that it alone made."""
+    if (run_dir / RESULTS_NAME).exists():
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for folder in run_dir.parents:
+        if runs_dir not in folder.parents:
+            return
+        try:
+            folder.rmdir()  # only when empty: other runs may live there
+        except OSError:
+            return
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -20,8 +22,31 @@ from repcali.errors import RepCaliError
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The config groups that decide a run's result; their resolved values name its directory.
 IDENTITY_KEYS = ("model", "task", "method", "calib", "trainer", "seed")
-LAYERNORM_PLACEMENTS = ("post_add", "on_delta", "none")
-TRAIN_MODES = ("full", "frozen")
+
+
+class Choice(str, Enum):
+    """A closed choice: Hydra refuses any other value while composing. A member is its own name and
+    equals its string everywhere (comparisons, f-strings, results.json, run hashes), as 3.11's StrEnum."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+class LayerNorm(Choice):
+    post_add = "post_add"
+    on_delta = "on_delta"
+    none = "none"
+
+
+class CalibTrain(Choice):
+    full = "full"
+    frozen = "frozen"
+
+
+# One per conf/method/<name>.yaml; a test checks them against the registry in repcali.methods.
+MethodName = Choice(
+    "MethodName", {path.stem: path.stem for path in sorted((PROJECT_ROOT / "conf" / "method").glob("*.yaml"))}
+)
 
 
 @dataclass
@@ -39,21 +64,29 @@ class RepCaliConfig:
     """
 
     lam: float = 1.0
-    layernorm: str = "post_add"
+    layernorm: LayerNorm = LayerNorm.post_add
     num_embeddings: int | None = None
-    train: str = "full"
+    train: CalibTrain = CalibTrain.full
 
     def __post_init__(self) -> None:
-        if self.layernorm not in LAYERNORM_PLACEMENTS:
+        """Checks what the schema's types cannot (a string from Python or a saved file; a finite λ)."""
+        self.layernorm = _member(LayerNorm, self.layernorm, "calib.layernorm")
+        self.train = _member(CalibTrain, self.train, "calib.train")
+        if not math.isfinite(self.lam):
             raise RepCaliError(
-                f"calib.layernorm={self.layernorm!r} is unknown. Fix: use one of {LAYERNORM_PLACEMENTS}."
+                f"calib.lam={self.lam} is not a finite number. Fix: set a finite λ, e.g. calib.lam=1.0."
             )
-        if self.train not in TRAIN_MODES:
-            raise RepCaliError(f"calib.train={self.train!r} is unknown. Fix: use one of {TRAIN_MODES}.")
         if self.num_embeddings is not None and self.num_embeddings < 2:
             raise RepCaliError(
                 "calib.num_embeddings < 2. Fix: use >= 2 (the all-ones Shape Seed reads row 1) or null."
             )
+
+
+def _member(choices: type[Choice], value: str, key: str) -> Choice:
+    try:
+        return choices(value)
+    except ValueError:
+        raise RepCaliError(f"{key}={value!r} is unknown. Fix: use one of {', '.join(choices)}.") from None
 
 
 @dataclass
@@ -154,13 +187,13 @@ class CalibConfig(RepCaliConfig):
 class MethodConfig:
     """How the backbone is fine-tuned (:mod:`repcali.methods`). ``full`` updates every weight.
 
-    - ``options``: the method's settings; for PEFT methods the fields of its PEFT config class
-      (``LoraConfig``, ``PrefixTuningConfig``, ``PromptTuningConfig``, ``IA3Config``).
+    - ``options``: the fields of the method's options class (for PEFT methods its PEFT config class,
+      e.g. ``LoraConfig``); a free dict here, checked against the method before the run starts.
     - ``learning_rate``: the method's own rate (prompt tuning needs a far higher one); ``None``
       keeps the backbone's ``model.learning_rate``.
     """
 
-    name: str = "full"
+    name: MethodName = MethodName.full
     options: dict[str, Any] = field(default_factory=dict)
     learning_rate: float | None = None
 
@@ -218,21 +251,34 @@ def run_path(cfg: DictConfig) -> str:
 
 
 def unknown_choice(overrides: list[str]) -> str | None:
-    """A one-line error for ``group=name`` (or a sweep ``group=a,b``) naming no file in ``conf/<group>/``.
+    """A one-line error for an override naming no option: ``group=name`` (or a sweep ``group=a,b``)
+    with no file in ``conf/<group>/``, or a value outside a closed choice (``calib.layernorm=pre``).
 
-    Hydra's own message lists every option on a line of its own (27 backbones); this names them in
-    one line. Extended sweep syntax (``glob(...)``, ``range(...)``) is left to Hydra.
+    Hydra refuses both while composing, but over several lines (27 backbones, one per line); this
+    names the options in one. Extended sweep syntax (``glob(...)``, ``range(...)``) is left to Hydra.
     """
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
-        group = PROJECT_ROOT / "conf" / key
-        if not value or not group.is_dir() or any(c in value for c in "()[]*"):
+        options, where = _options(key)
+        if not value or not options or any(c in value for c in "()[]*"):
             continue
         for name in value.split(","):
-            if name != "null" and not (group / f"{name}.yaml").is_file():
-                options = sorted(str(path.relative_to(group).with_suffix("")) for path in group.rglob("*.yaml"))
-                return f"Unknown {key} {name!r}. Fix: use one of {', '.join(options)} (files in conf/{key}/)."
+            if name != "null" and name not in options:
+                return f"Unknown {key} {name!r}. Fix: use one of {', '.join(options)}{where}."
     return None
+
+
+def _options(key: str) -> tuple[list[str], str]:
+    """The choices for ``key``: a config group's files, or an enumeration's members."""
+    group = PROJECT_ROOT / "conf" / key
+    if group.is_dir():
+        return sorted(str(path.relative_to(group).with_suffix("")) for path in group.rglob("*.yaml")), (
+            f" (files in conf/{key}/)"
+        )
+    node: Any = TrainConfig
+    for part in key.split("."):
+        node = get_type_hints(node).get(part) if is_dataclass(node) else None
+    return (list(node), "") if isinstance(node, type) and issubclass(node, Enum) else ([], "")
 
 
 def repcali_config(calib: DictConfig) -> RepCaliConfig:

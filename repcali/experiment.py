@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from repcali.config import run_path
+from repcali.errors import RepCaliError
 from repcali.runs import RunRecord, read_results, write_predictions
 from repcali.tracking import finish_wandb, is_main_process, start_wandb
 
@@ -23,7 +24,7 @@ log = logging.getLogger("repcali")
 class Outcome:
     """What a run ended with: its results (as written to ``results.json``) and the error, if any."""
 
-    results: dict
+    results: dict | None  # None: refused before it started (a config that cannot run); nothing recorded
     error: BaseException | None = None
     skipped: bool = False  # completed before; nothing was run
 
@@ -36,13 +37,12 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     from repcali.calibration import attach_repcali
     from repcali.config import repcali_config
     from repcali.data import build_task_data
-    from repcali.methods import apply_method, check_combination, unwrap
+    from repcali.methods import apply_method, unwrap
     from repcali.metrics import compute
     from repcali.modeling import add_tokens, count_parameters, load_backbone, parameter_report, save_model
     from repcali.runs import host_info
     from repcali.training import build_trainer, predict
 
-    check_combination(cfg.method.name, cfg.calib.enabled, cfg.calib.train)
     record.data["host"] = host_info()
     set_seed(cfg.seed)
     with record.timed("load"):
@@ -90,11 +90,18 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
 def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
     """Run ``cfg`` in ``run_dir`` and record it; a completed run is not run again unless ``cfg.rerun``.
 
-    Every failure, Ctrl-C included, is recorded in ``results.json`` and returned, never raised.
+    Every failure, Ctrl-C included, is recorded in ``results.json`` and returned, never raised; a config
+    that cannot run is refused before anything is recorded.
     """
     previous = read_results(run_dir)
     if previous and previous["status"] == "completed" and not cfg.rerun:
         return Outcome(previous, skipped=True)
+    from repcali.checks import check_config  # loads transformers: after the skip, which stays fast
+
+    try:
+        check_config(cfg, run_dir)
+    except RepCaliError as refusal:
+        return Outcome(None, refusal)
 
     record = RunRecord(run_dir, cfg, write=is_main_process())
     record.start()

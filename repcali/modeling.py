@@ -9,18 +9,10 @@ from omegaconf import DictConfig
 from torch import nn
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, EncoderDecoderModel, PreTrainedModel
 
-from repcali.calibration import CONFIG_NAME, backbone_state_dict, find_block, load_repcali, save_repcali
+from repcali.calibration import CONFIG_NAME, find_block, load_repcali, save_repcali
 from repcali.config import PROJECT_ROOT
 from repcali.errors import RepCaliError
-from repcali.methods import (
-    BACKBONE_DIR,
-    METHOD_CONFIG_NAME,
-    backbone_tensors,
-    load_method,
-    method_of,
-    save_method,
-    unwrap,
-)
+from repcali.methods import load_method, save_method, unwrap
 
 PACKAGE_SCHEME = "package:"
 
@@ -147,13 +139,8 @@ def save_model(model: nn.Module, tokenizer, directory: str | Path, base_model: s
     folder) to reload the backbone from; ``None`` saves the backbone's own tensors too, in ``backbone/``.
     """
     directory = Path(directory)
-    if method_of(model)["name"] == "full":
-        model.save_pretrained(directory, state_dict=backbone_state_dict(model))
-    else:
-        directory.mkdir(parents=True, exist_ok=True)
-        save_method(model, directory, base_model)
-        if base_model is None:
-            unwrap(model).save_pretrained(directory / BACKBONE_DIR, state_dict=backbone_tensors(model))
+    directory.mkdir(parents=True, exist_ok=True)
+    save_method(model, directory, base_model)
     tokenizer.save_pretrained(directory)
     if find_block(model) is not None:
         save_repcali(model, directory)
@@ -162,10 +149,7 @@ def save_model(model: nn.Module, tokenizer, directory: str | Path, base_model: s
 def load_model(directory: str | Path) -> nn.Module:
     """Reload what :func:`save_model` wrote: backbone and method, re-calibrated if it was saved with RepCali."""
     directory = Path(directory)
-    if (directory / METHOD_CONFIG_NAME).is_file():
-        model = load_method(directory)
-    else:
-        model = AutoModelForSeq2SeqLM.from_pretrained(directory)
+    model = load_method(directory)
     if (directory / CONFIG_NAME).is_file():
         load_repcali(unwrap(model), directory)
     return model

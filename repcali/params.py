@@ -15,7 +15,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 from repcali.calibration import attach_repcali
 from repcali.config import PROJECT_ROOT
-from repcali.methods import apply_method, unwrap
+from repcali.methods import METHODS, apply_method, unwrap
 from repcali.modeling import count_parameters
 
 # The hub configs of google-t5/t5-{small,base,3b} (T5 v1.0: ReLU feed-forward, tied embeddings).
@@ -44,18 +44,15 @@ def count_added(config: T5Config, method: str, options: dict, calib: bool = Fals
 
 
 def settings() -> dict[str, tuple[str, dict, bool]]:
-    """Table column -> (method, options, calib)."""
-    adapter, lora, prefix, prompt = (method_options(name) for name in ("adapter", "lora", "prefix", "prompt"))
-    return {
-        "RepCali": ("frozen", {}, True),
-        f"Adapter (b={adapter['bottleneck']})": ("adapter", adapter, False),
-        "Adapter (b=24, OpenDelta)": ("adapter", {**adapter, "bottleneck": 24}, False),
-        f"LoRA (r={lora['r']})": ("lora", lora, False),
-        f"Prefix ({prefix['num_virtual_tokens']})": ("prefix", prefix, False),
-        f"Prompt ({prompt['num_virtual_tokens']})": ("prompt", prompt, False),
-        "(IA)³": ("ia3", method_options("ia3"), False),
-        "BitFit": ("bitfit", {}, False),
-    }
+    """Table column -> (method, options, calib): RepCali alone, every registered method that adds
+    weights with its options from ``conf/method/``, and the adapter at OpenDelta's size."""
+    columns = {"RepCali": ("frozen", {}, True)}
+    for method in METHODS.values():
+        if method.adds_weights:
+            options = method_options(method.name)
+            columns[method.label.format(**options)] = (method.name, options, False)
+    columns["Adapter (b=24, OpenDelta)"] = ("adapter", {**method_options("adapter"), "bottleneck": 24}, False)
+    return columns
 
 
 def bottleneck_for(pct: float, config: T5Config) -> float:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from copy import deepcopy
+from dataclasses import fields
+from difflib import get_close_matches
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import SequentialSampler
 from transformers import DataCollatorForSeq2Seq, GenerationConfig, Seq2SeqTrainingArguments, TrainerCallback
 
-from repcali.errors import RepCaliError
+from repcali.errors import RepCaliError, one_line
 from repcali.formatters import join_cjk
 
 
@@ -55,24 +58,74 @@ def generation_config(model, settings: DictConfig) -> GenerationConfig:
     return config
 
 
+# Set by the run itself (trainer.<field> would be silently replaced), and what sets it.
+RUN_OWNED = {
+    "output_dir": "runs_dir=<folder>",
+    "seed": "seed=<n>",
+    "report_to": "logger=wandb",
+    "predict_with_generate": "task.generation.*",
+    "generation_config": "task.generation.*",
+}
+# Values Seq2SeqTrainingArguments accepts but training cannot use: field -> the least that can work.
+LEAST = {
+    "per_device_train_batch_size": 1,
+    "per_device_eval_batch_size": 1,
+    "gradient_accumulation_steps": 1,
+    "learning_rate": 0,
+    "weight_decay": 0,
+    "num_train_epochs": 0,
+}
+
+
 def training_arguments(
-    cfg: DictConfig, run_dir: Path, generation: GenerationConfig, report_to: list[str]
+    cfg: DictConfig, run_dir: Path, generation: GenerationConfig | None = None, report_to: Sequence[str] = ()
 ) -> Seq2SeqTrainingArguments:
-    """``cfg.trainer`` passes straight to ``Seq2SeqTrainingArguments``; run-owned fields are set here."""
+    """``cfg.trainer`` passes straight to ``Seq2SeqTrainingArguments``; run-owned fields are set here.
+
+    A key that is no field, or a value that it or training cannot use, fails with one line.
+    """
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    _check_keys(kwargs)
     kwargs.update(
         output_dir=str(run_dir / "checkpoints"),
         seed=cfg.seed,
-        report_to=report_to,
+        report_to=list(report_to),
         predict_with_generate=True,
         generation_config=generation,
     )
     try:
-        return Seq2SeqTrainingArguments(**kwargs)
-    except TypeError as error:
+        args = Seq2SeqTrainingArguments(**kwargs)
+    except (TypeError, ValueError) as error:
         raise RepCaliError(
-            f"Bad trainer option: {error}. Fix: trainer.* keys must be Seq2SeqTrainingArguments fields."
+            f"Bad trainer option: {one_line(error)}. Fix: correct the trainer.* value it names."
         ) from None
+    _check_values(args)
+    return args
+
+
+def _check_keys(trainer: dict) -> None:
+    known = {field.name for field in fields(Seq2SeqTrainingArguments) if field.init}
+    for key in trainer:
+        if key in RUN_OWNED:
+            raise RepCaliError(f"trainer.{key} is set by the run. Fix: remove it; set {RUN_OWNED[key]} instead.")
+        if key not in known:
+            close = "".join(f"trainer.{name}, or " for name in get_close_matches(key, known, n=1))
+            raise RepCaliError(
+                f"trainer.{key} is not a Seq2SeqTrainingArguments field. Fix: use {close}a field listed in the "
+                "transformers documentation of Seq2SeqTrainingArguments."
+            )
+
+
+def _check_values(args: Seq2SeqTrainingArguments) -> None:
+    for key, least in LEAST.items():
+        value = getattr(args, key)
+        if not isinstance(value, int | float) or not math.isfinite(value) or value < least:
+            raise RepCaliError(f"trainer.{key}={value!r} cannot train. Fix: use a number >= {least}.")
+    if args.max_steps <= 0 and args.num_train_epochs == 0:
+        raise RepCaliError(
+            "trainer.num_train_epochs=0 with no trainer.max_steps trains nothing. Fix: set either above 0 "
+            "(method=frozen calib=off evaluates the backbone untrained)."
+        )
 
 
 def build_trainer(cfg: DictConfig, model, tokenizer, data, run_dir: Path, report_to: list[str]) -> Seq2SeqTrainer:

@@ -17,7 +17,9 @@ os.environ.update(
 )
 
 import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
 
+from repcali.config import PROJECT_ROOT, register  # noqa: E402
 from tests.tiny import build_tiny  # noqa: E402
 
 
@@ -40,3 +42,12 @@ def tiny_family(tmp_path_factory):
         return built[family]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def compose_train():
+    """``compose_train(*overrides)``: Hydra's compose API over conf/, the composition of ``python train.py
+    <overrides>`` (``return_hydra_config=True`` adds ``hydra.*``, e.g. a sweep's grid)."""
+    register()
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        yield lambda *overrides, **options: compose("train", list(overrides), **options)

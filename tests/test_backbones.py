@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
@@ -18,12 +17,12 @@ from transformers import AutoTokenizer
 import repcali.modeling
 from repcali import RepCaliError, attach_repcali
 from repcali.calibration import find_block
-from repcali.config import register, run_path
+from repcali.config import run_path
 from repcali.formatters import FORMATTERS
 from repcali.metrics import METRICS
 from repcali.modeling import load_backbone, load_model
 from repcali.runs import RunRecord
-from tests.grid import ALIASES, MODELS, ROOT, TASKS, data_overrides
+from tests.grid import ALIASES, MODELS, TASKS, data_overrides
 from tests.tiny import BUILDERS
 
 # family -> (a backbone config of that family, the task it runs on here): every family and every task once
@@ -52,14 +51,6 @@ FAST = [
     "task.generation.max_new_tokens=6",
     "task.generation.min_new_tokens=0",
 ]
-
-
-@pytest.fixture(scope="module")
-def compose_train():
-    """Hydra's compose API over conf/: the same composition as ``python train.py <overrides>``."""
-    register()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        yield lambda *overrides: compose("train", list(overrides))
 
 
 @pytest.fixture(scope="module")

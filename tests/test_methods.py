@@ -6,13 +6,12 @@ import json
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from repcali import RepCaliConfig, RepCaliError, attach_repcali
+from repcali import RepCaliConfig, RepCaliError, attach_repcali, sweeps
 from repcali.calibration import find_block
-from repcali.config import PROJECT_ROOT, register
+from repcali.config import PROJECT_ROOT, MethodName
 from repcali.methods import (
     BACKBONE_DIR,
     METHOD_CONFIG_NAME,
@@ -20,12 +19,12 @@ from repcali.methods import (
     METHODS,
     apply_method,
     check_combination,
+    method_named,
     method_of,
     unwrap,
 )
 from repcali.modeling import count_parameters, load_model, parameter_report, save_model
 
-register()
 FAMILIES = ("t5", "bart")
 CALIB = pytest.mark.parametrize("calib", [False, True], ids=["calib-off", "calib-on"])
 # Small settings, so that every method moves its weights within a few steps of a d_model-32 model.
@@ -247,26 +246,44 @@ def test_calib_train_frozen_composes_only_with_full_and_frozen(tiny_dirs):
 @pytest.mark.parametrize(
     ("method", "options", "message"),
     [
-        ("bitfit", {"r": 8}, "method=bitfit takes no options"),
-        ("lora", {"rank": 8}, "method=lora: .*rank.*Fix: method.options.* must be valid fields of peft.LoraConfig"),
-        ("lora", {"target_modules": ["nope"]}, "method=lora: .*nope.*Fix: "),
-        ("adapter", {"size": 8}, "method=adapter: .*size.*Fix: use method.options"),
-        ("adapter", {"targets": ["nope"]}, "found no sublayer named \\['nope'\\].*Fix: set method.options.targets"),
+        ("bitfit", {"r": 8}, "method.options.r is not an option of method=bitfit. Fix: remove the method.options"),
+        (
+            "lora",
+            {"rank": 8},
+            "method.options.rank is not an option of method=lora. Fix: use fields of peft.LoraConfig",
+        ),
+        (
+            "adapter",
+            {"size": 8},
+            "method.options.size is not an option of method=adapter. Fix: use method.options.bot",
+        ),
+        ("adapter", {"bottleneck": 0}, "method=adapter: bottleneck=0 must be at least 1. Fix: "),
+        ("adapter", {"activation": "relux"}, "method=adapter: activation='relux' is not one of .*Fix: "),
     ],
 )
-def test_bad_method_options_fail_with_a_fix(tiny_dirs, method, options, message):
+def test_bad_method_options_fail_before_any_model_loads(tiny_dirs, method, options, message):
+    with pytest.raises(RepCaliError, match=message):
+        method_named(method).settings(options)  # what the run checks before it starts
     with pytest.raises(RepCaliError, match=message):
         apply_method(AutoModelForSeq2SeqLM.from_pretrained(tiny_dirs["t5"]), method, options)
 
 
-def compose_train(*overrides: str, hydra_config: bool = False):
-    """The config ``train.py`` would run with these overrides, composed in-process."""
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=hydra_config)
+@pytest.mark.parametrize(
+    ("method", "options", "message"),
+    [
+        ("lora", {"target_modules": ["nope"]}, "method=lora: .*nope.*Fix: "),
+        ("adapter", {"targets": ["nope"]}, "found no sublayer named \\['nope'\\].*Fix: set method.options.targets"),
+    ],
+)
+def test_options_that_do_not_fit_the_backbone_fail_with_a_fix(tiny_dirs, method, options, message):
+    method_named(method).settings(options)  # valid in themselves
+    with pytest.raises(RepCaliError, match=message):
+        apply_method(AutoModelForSeq2SeqLM.from_pretrained(tiny_dirs["t5"]), method, options)
 
 
-def test_every_method_has_a_config_and_every_config_applies(tiny_dirs):
-    assert {path.stem for path in (PROJECT_ROOT / "conf" / "method").glob("*.yaml")} == set(METHODS)
+def test_every_method_is_registered_with_a_config_and_every_config_applies(tiny_dirs, compose_train):
+    configs = {path.stem for path in (PROJECT_ROOT / "conf" / "method").glob("*.yaml")}
+    assert configs == set(METHODS) == set(MethodName)
     for name in METHODS:
         cfg = compose_train(f"method={name}")
         model = apply_method(AutoModelForSeq2SeqLM.from_pretrained(tiny_dirs["t5"]), name, cfg.method.options)
@@ -277,11 +294,14 @@ def test_every_method_has_a_config_and_every_config_applies(tiny_dirs):
 GLUE = ("sst2", "rte", "mnli", "cola")
 
 
-def test_glue_comparison_sweeps_the_papers_grid():
-    cfg = compose_train("experiment=glue_comparison", hydra_config=True)
-    assert cfg.experiment_name == "glue_comparison" and cfg.model.name == "t5_base"
-    params = {key: sorted(value.split(",")) for key, value in cfg.hydra.sweeper.params.items()}
-    assert params == {"task": sorted(GLUE), "method": sorted(METHODS), "calib": ["off", "on"], "seed": ["1", "2", "3"]}
+def test_glue_comparison_sweeps_every_registered_method():
+    with sweeps.hydra_compose():
+        composed, jobs = sweeps.grid("glue_comparison")
+    assert composed.experiment_name == "glue_comparison" and composed.model.name == "t5_base"
+    points = [dict(line.split("=", 1) for line in job if not line.startswith("+")) for job in jobs]
+    assert sorted((p["task"], p["method"], p["calib"], p["seed"]) for p in points) == sorted(
+        (task, method, calib, seed) for task in GLUE for method in METHODS for calib in ("off", "on") for seed in "123"
+    )
 
 
 # The GLUE task configs come from the backbones-and-tasks issue; until they are merged, the grid is
@@ -289,7 +309,7 @@ def test_glue_comparison_sweeps_the_papers_grid():
 @pytest.mark.parametrize(
     "task", sorted({*GLUE, *(path.stem for path in (PROJECT_ROOT / "conf" / "task").glob("*.yaml"))})
 )
-def test_glue_comparison_composes_every_point_of_its_grid(task):
+def test_glue_comparison_composes_every_point_of_its_grid(compose_train, task):
     if not (PROJECT_ROOT / "conf" / "task" / f"{task}.yaml").is_file():
         pytest.skip(f"conf/task/{task}.yaml is not merged yet")
     for method in METHODS:
