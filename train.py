@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from repcali.config import register, run_path, unknown_choice
+from repcali.config import register, unknown_choice
 from repcali.errors import RepCaliError
 from repcali.experiment import run_experiment
 from repcali.report import metrics_table
@@ -37,7 +37,7 @@ log = logging.getLogger("repcali")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     outcome = run_experiment(cfg, run_dir)
-    print(metrics_table({run_path(cfg): outcome.results}))
+    print(metrics_table({outcome.results.identity.path: outcome.results}))
     if outcome.skipped:
         print(f"Already completed; skipped (rerun=true trains it again). Run dir: {run_dir}")
         return

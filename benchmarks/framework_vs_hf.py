@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks.measure import ROOT, compose_config, interleave, paired_ratio, run_command, summarize, verdict
 from repcali.config import PROJECT_ROOT
-from repcali.runs import RESULTS_NAME, read_results
+from repcali.results import RESULTS_NAME, read_results
 
 TARGET_RATIO = 1.0
 # Published t5-small shape, with the tiny tokenizer's vocabulary (random weights, built here).
@@ -106,7 +106,7 @@ def measure_setting(setting: Setting, work: Path) -> dict[str, Any]:
     def framework() -> float:
         run_command(framework_command, env)
         (results_path,) = runs_dir.rglob(RESULTS_NAME)
-        return read_results(results_path.parent)["timings"]["train_samples_per_second"]
+        return read_results(results_path.parent).timings["train_samples_per_second"]
 
     def plain() -> float:
         run_command(plain_command, env)

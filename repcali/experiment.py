@@ -12,8 +12,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from repcali.config import run_path
-from repcali.runs import RunRecord, read_results, write_predictions
+from repcali.results import InvalidResults, Results, read_results
+from repcali.runs import RunRecord, write_predictions
 from repcali.tracking import finish_wandb, is_main_process, start_wandb
 
 log = logging.getLogger("repcali")
@@ -21,9 +21,9 @@ log = logging.getLogger("repcali")
 
 @dataclass
 class Outcome:
-    """What a run ended with: its results (as written to ``results.json``) and the error, if any."""
+    """What a run ended with: its record (as written to ``results.json``) and the error, if any."""
 
-    results: dict
+    results: Results
     error: BaseException | None = None
     skipped: bool = False  # completed before; nothing was run
 
@@ -43,7 +43,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     from repcali.training import build_trainer, predict
 
     check_combination(cfg.method.name, cfg.calib.enabled, cfg.calib.train)
-    record.data["host"] = host_info()
+    results = record.results
+    results.host = host_info()
     set_seed(cfg.seed)
     with record.timed("load"):
         model, tokenizer = load_backbone(cfg.model, cfg.task.language)
@@ -52,28 +53,28 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
         model = apply_method(model, cfg.method.name, cfg.method.options)  # LoRA, adapter, ...: what trains
         if cfg.calib.enabled:
             attach_repcali(unwrap(model), repcali_config(cfg.calib))  # on the HF model inside a PEFT wrapper
-    record.data["params"] = parameter_report(model, backbone_total)
-    log.info("parameters: %s", record.data["params"])
+    results.params = parameter_report(model, backbone_total)
+    log.info("parameters: %s", results.params)
 
     with record.timed("data"):
         data = build_task_data(
             cfg.task, tokenizer, use_prefix=cfg.model.task_prefix, max_positions=cfg.model.max_positions
         )
 
-    report_to = start_wandb(cfg, run_dir, run_path(cfg))
+    report_to = start_wandb(cfg, run_dir, results.identity)
     trainer = build_trainer(cfg, model, tokenizer, data, run_dir, report_to)
     with record.timed("train"):  # nothing to train (method=frozen calib=off): the backbone is evaluated as loaded
-        train_output = trainer.train() if record.data["params"]["trainable"] else None
+        train_output = trainer.train() if results.params["trainable"] else None
     if train_output is not None:
-        record.data["timings"]["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
+        results.timings["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
 
     with record.timed("evaluate"):
         predictions = predict(trainer, data.eval, tokenizer, cfg.task.language)
         scores = compute(
             list(cfg.task.metrics), predictions, data.eval_references, cfg.task.language, ids=data.eval_ids
         )
-    record.data["metrics"] = {**scores.corpus, **({"train_loss": train_output.training_loss} if train_output else {})}
-    record.data["metric_settings"] = {
+    results.metrics = {**scores.corpus, **({"train_loss": train_output.training_loss} if train_output else {})}
+    results.metric_settings = {
         "eval_split": cfg.task.eval_split,
         "n_examples": len(predictions),
         **scores.settings,
@@ -92,8 +93,12 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
 
     Every failure, Ctrl-C included, is recorded in ``results.json`` and returned, never raised.
     """
-    previous = read_results(run_dir)
-    if previous and previous["status"] == "completed" and not cfg.rerun:
+    try:
+        previous = read_results(run_dir)
+    except InvalidResults as error:  # run it again; start() keeps the unreadable file aside
+        log.warning("%s Running it again.", error)
+        previous = None
+    if previous and previous.status == "completed" and not cfg.rerun:
         return Outcome(previous, skipped=True)
 
     record = RunRecord(run_dir, cfg, write=is_main_process())
@@ -106,5 +111,5 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
         error = caught
         record.fail(caught)
     finally:
-        finish_wandb(record.data)
-    return Outcome(record.data, error)
+        finish_wandb(record.results)
+    return Outcome(record.results, error)
