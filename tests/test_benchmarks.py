@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +12,7 @@ from benchmarks.measure import cpu_peak_tensor_bytes, interleave, paired_ratio, 
 from benchmarks.run import BENCHMARKS
 from benchmarks.tables import write_synthetic_runs
 from repcali.results import find_results
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests import cli
 
 
 def test_interleave_rotates_which_variant_goes_first():
@@ -61,13 +58,7 @@ def test_synthetic_results_use_the_real_layout(tmp_path):
 
 @pytest.mark.slow
 def test_runner_writes_a_json_per_benchmark_and_the_summary(tmp_path):
-    process = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--mode", "smoke", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    process = cli.run("-m", "benchmarks.run", "--mode", "smoke", "--out", str(tmp_path))
     assert process.returncode == 0, process.stderr[-3000:]
     summary = (tmp_path / "summary.md").read_text()
     for name in BENCHMARKS:

@@ -3,9 +3,7 @@ status, the tables and t-SNE."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,8 @@ from repcali.errors import RepCaliError
 from repcali.identity import RunIdentity
 from repcali.results import RESULTS_NAME, read_results
 from repcali.runs import RunRecord
-from tests.test_train import FAST, ROOT
+from tests import cli
+from tests.test_train import FAST
 
 CHINESE_TASKS = {"csds", "lcsts"}
 GROUPS = ("model", "task", "method", "calib")
@@ -108,14 +107,7 @@ SWEEP = ["+sweep=smoke", "seed=1", *FAST, "trainer.max_steps=2", "experiment_nam
 
 
 def sweep(runs_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", "-m", *SWEEP, f"runs_dir={runs_dir}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
-    )
+    return cli.run("train.py", "-m", *SWEEP, f"runs_dir={runs_dir}", timeout=900)
 
 
 @pytest.mark.slow
@@ -141,23 +133,11 @@ def test_a_sweep_runs_reruns_nothing_and_feeds_status_tables_and_tsne(tmp_path):
     with hydra_compose():  # seed 2, calib=off fails: recorded where train.py would record it
         cfg = Composer()(list(wider[2].job))
     RunRecord(wider[2].run_dir, cfg).fail(RuntimeError("CUDA out of memory"))
-    listing = subprocess.run(
-        [sys.executable, "-m", "repcali.sweeps", "status", "smoke", "seed=1,2", *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    listing = cli.run("-m", "repcali.sweeps", "status", "smoke", "seed=1,2", *overrides, timeout=120).stdout
     assert "failed   seed=2 calib=off" in listing and "(CUDA out of memory)" in listing
     assert listing.strip().endswith("4 runs: 2 done, 1 failed, 0 running, 1 missing")
 
-    tables = subprocess.run(
-        [sys.executable, "-m", "repcali.tables", "--runs", str(runs), "--out", str(tmp_path / "tables")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    tables = cli.run("-m", "repcali.tables", "--runs", str(runs), "--out", str(tmp_path / "tables"), timeout=300)
     assert tables.returncode == 0, tables.stderr[-3000:]
     assert {path.name for path in (tmp_path / "tables").iterdir()} == {
         f"main_table.{suffix}" for suffix in ("md", "tex", "csv", "png")
@@ -167,12 +147,6 @@ def test_a_sweep_runs_reruns_nothing_and_feeds_status_tables_and_tsne(tmp_path):
 
     calibrated = next(path.parent for path in results if "calib-on" in str(path))
     png = tmp_path / "tsne.png"
-    tsne = subprocess.run(
-        [sys.executable, "-m", "repcali.analysis.tsne", str(calibrated), "--out", str(png)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    tsne = cli.run("-m", "repcali.analysis.tsne", str(calibrated), "--out", str(png), timeout=300)
     assert tsne.returncode == 0, tsne.stderr[-3000:]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

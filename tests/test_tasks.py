@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.machinery
 import json
 import math
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -22,6 +21,7 @@ from repcali.data import build_task_data
 from repcali.formatters import anlg, classification, csds, get_formatter, join_cjk, multiwoz, webnlg
 from repcali.metrics import coco_unavailable, compute, mwzeval_input
 from repcali.results import read_results
+from tests import cli
 from tests.grid import FIXTURES, ROOT, TASK_FILES, data_overrides
 
 # task -> (training pairs, evaluation examples, most references of one evaluation example)
@@ -207,23 +207,16 @@ def test_multiwoz_with_the_standard_evaluator_combines_its_scores(monkeypatch):
 @pytest.mark.slow
 def test_a_chinese_task_runs_end_to_end_through_train_py(tiny_family, tmp_path):
     """train.py on LCSTS from local files with the Chinese BART family's tiny variant: the user's command."""
-    process = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "model=bart_base_chinese",
-            f"model.name_or_path={tiny_family('bart_chinese')}",
-            "task=lcsts",
-            *data_overrides("lcsts"),
-            "calib=on",
-            "trainer.max_steps=3",
-            "task.generation.max_new_tokens=8",
-            f"runs_dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    process = cli.run(
+        "train.py",
+        "model=bart_base_chinese",
+        f"model.name_or_path={tiny_family('bart_chinese')}",
+        "task=lcsts",
+        *data_overrides("lcsts"),
+        "calib=on",
+        "trainer.max_steps=3",
+        "task.generation.max_new_tokens=8",
+        f"runs_dir={tmp_path}",
     )
     assert process.returncode == 0, process.stderr[-3000:]
     run_dir = process.stdout.strip().splitlines()[-1].split("Run dir: ")[1]

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,9 @@ from repcali.calibration import find_block
 from repcali.methods import method_of
 from repcali.modeling import load_model
 from repcali.results import RESULTS_NAME, read_results
+from tests import cli
+from tests.grid import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 XSUM = ROOT / "tests" / "fixtures" / "xsum"
 FAST = [
     "task=xsum",
@@ -35,14 +35,7 @@ FAST = [
 
 
 def train(*overrides: str, runs_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", *FAST, f"runs_dir={runs_dir}", *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
-    )
+    return cli.run("train.py", *FAST, f"runs_dir={runs_dir}", *overrides)
 
 
 def run_dir_of(process: subprocess.CompletedProcess) -> Path:
@@ -95,13 +88,7 @@ def test_calib_off_and_on_differ_only_in_the_block(tmp_path):
 
 
 def test_default_config_composes_and_prints(tmp_path):
-    process = subprocess.run(
-        [sys.executable, "train.py", "--cfg", "job", "model=bart_base", "task=xsum", "calib=on"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    process = cli.run("train.py", "--cfg", "job", "model=bart_base", "task=xsum", "calib=on", timeout=60)
     assert process.returncode == 0, process.stderr
     assert "name_or_path: facebook/bart-base" in process.stdout and "enabled: true" in process.stdout
 
@@ -187,14 +174,7 @@ def test_a_failed_rerun_keeps_the_completed_record(tmp_path):
 def test_wandb_without_api_key_falls_back_to_offline(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
     env.update(HOME=str(tmp_path / "home"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
-    process = subprocess.run(
-        [sys.executable, "train.py", *FAST, f"runs_dir={tmp_path / 'runs'}", "logger=wandb", "save_model=false"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    process = cli.run("train.py", *FAST, f"runs_dir={tmp_path / 'runs'}", "logger=wandb", "save_model=false", env=env)
     assert process.returncode == 0, process.stderr[-3000:]
     notices = [line for line in process.stdout.splitlines() if line.startswith("W&B:")]
     assert len(notices) == 1 and "no API key configured, logging offline" in notices[0]
@@ -206,23 +186,8 @@ def test_wandb_without_api_key_falls_back_to_offline(tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tmp_path):
     """Distributed data parallel (gloo on CPU) through the same train.py: one record, all examples once."""
-    torchrun = Path(sys.executable).with_name("torchrun")
-    process = subprocess.run(
-        [
-            str(torchrun),
-            "--standalone",
-            "--nproc_per_node=2",
-            "train.py",
-            *FAST,
-            f"runs_dir={tmp_path}",
-            "calib=on",
-            "save_model=false",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    two = ("--standalone", "--nproc_per_node=2")
+    process = cli.run("torchrun", *two, "train.py", *FAST, f"runs_dir={tmp_path}", "calib=on", "save_model=false")
     assert process.returncode == 0, process.stderr[-3000:]
     results = read_results(run_dir_of(process))
     assert results.status == "completed" and results.host["world_size"] == 2
