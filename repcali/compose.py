@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -72,8 +73,34 @@ class Composer:
         self._composed: dict[tuple[str, ...], DictConfig] = {}
         self._combined: dict[tuple[tuple[str, ...], tuple[str, ...]], DictConfig] = {}
         self._local: dict[tuple[str, str], bool] = {}
+        self._working: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[tuple[str, ...], DictConfig]] = {}
 
     def __call__(self, overrides: list[str]) -> DictConfig:
+        others, groups, plain = self._split(overrides)
+        cfg = copy.deepcopy(self._combination(others, groups))
+        _apply(cfg, plain)
+        return cfg
+
+    def resolved(self, overrides: list[str]) -> dict[str, Any]:
+        """``OmegaConf.to_container(self(overrides), resolve=True)``, without a copy where none is needed.
+
+        The jobs of a grid that share their config groups set the same plain keys, so each can set
+        its values on one working config in turn: nothing of the previous job remains.
+        """
+        others, groups, plain = self._split(overrides)
+        keys = tuple(override.key_or_group for override in plain)
+        if any(isinstance(override.value(), dict | list) for override in plain):
+            return OmegaConf.to_container(self(overrides), resolve=True)
+        if (others, groups) not in self._working:
+            self._working[others, groups] = (keys, copy.deepcopy(self._combination(others, groups)))
+        working_keys, cfg = self._working[others, groups]
+        if keys != working_keys:
+            return OmegaConf.to_container(self(overrides), resolve=True)
+        _apply(cfg, plain)
+        return OmegaConf.to_container(cfg, resolve=True)
+
+    def _split(self, overrides: list[str]) -> tuple[tuple[str, ...], tuple[str, ...], list]:
+        """(overrides composed per combination, group options put in place, plain ``key=value`` overrides)."""
         others, groups, plain = [], [], []
         for override in self.parser.parse_overrides(overrides):
             group = override.key_or_group
@@ -85,13 +112,7 @@ class Composer:
                 groups.append(override.input_line)
             else:
                 others.append(override.input_line)
-        cfg = copy.deepcopy(self._combination(tuple(others), tuple(groups)))
-        for override in plain:  # what Hydra does with a plain override after composing the defaults
-            try:
-                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
-            except Exception as error:
-                raise RepCaliError(f"Cannot apply {override.input_line}: {error}. Fix: check the override.") from None
-        return cfg
+        return tuple(others), tuple(groups), plain
 
     def _combination(self, others: tuple[str, ...], groups: tuple[str, ...]) -> DictConfig:
         if (others, groups) not in self._combined:
@@ -119,3 +140,12 @@ class Composer:
                 isinstance(entry, str) and (entry == "_self_" or self._is_local(group, entry)) for entry in defaults
             )
         return self._local[group, option]
+
+
+def _apply(cfg: DictConfig, plain: list) -> None:
+    """Plain overrides, as Hydra applies them after composing the defaults."""
+    for override in plain:
+        try:
+            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
+        except Exception as error:
+            raise RepCaliError(f"Cannot apply {override.input_line}: {error}. Fix: check the override.") from None

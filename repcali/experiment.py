@@ -95,8 +95,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
     """
     try:
         previous = read_results(run_dir)
-    except InvalidResults as error:  # run it again; start() keeps the unreadable file aside
-        log.warning("%s Running it again.", error)
+    except InvalidResults as error:  # start() keeps the unreadable file aside
+        log.warning("Unreadable run record %s; kept aside as results.invalid.<time>.json; running it.", error.problem)
         previous = None
     if previous and previous.status == "completed" and not cfg.rerun:
         return Outcome(previous, skipped=True)

@@ -18,8 +18,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from repcali import cache, compose, config
 from repcali.identity import CONFIG_KEYS, IDENTITY_VERSION, RunIdentity
 
@@ -66,7 +64,7 @@ def compose_points(part: str, overrides: list[str] = ()) -> list[GridPoint]:
         composer = compose.Composer()
         points = []
         for job in jobs(part, overrides):
-            resolved = OmegaConf.to_container(composer(job), resolve=True)
+            resolved = composer.resolved(job)
             points.append(GridPoint(tuple(job), {key: resolved[key] for key in SECTIONS}))
         return points
 

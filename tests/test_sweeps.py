@@ -97,10 +97,24 @@ def test_the_composer_gives_exactly_what_full_composition_gives():
     with hydra_compose():
         jobs = grid.jobs("smoke", overrides)
         composer = Composer()
-        for job in jobs:
-            resolved = OmegaConf.to_container(composer(job), resolve=True)
-            assert resolved == OmegaConf.to_container(compose(job), resolve=True), job
+        for job in jobs:  # resolved() sets each job's values on one working config; composer() copies
+            expected = OmegaConf.to_container(compose(job), resolve=True)
+            assert composer.resolved(job) == expected == OmegaConf.to_container(composer(job), resolve=True), job
+        default_lam = [line for line in jobs[-1] if not line.startswith("calib.lam=")]  # other keys: no leftovers
+        assert composer.resolved(default_lam) == OmegaConf.to_container(compose(default_lam), resolve=True)
+        assert composer.resolved(default_lam)["calib"]["lam"] == 1.0
     assert len(jobs) == 8 and len({point.run_dir for point in grid.compose_points("smoke", overrides)}) == 8
+
+
+def test_status_reads_each_run_where_train_py_records_it_and_names_unreadable_records(tmp_path):
+    overrides = [f"runs_dir={tmp_path}"]
+    first, second = (point.run_dir for point in grid.points("smoke", overrides)[:2])
+    first.mkdir(parents=True)
+    (first / RESULTS_NAME).write_text('{"status": "comp')
+    found = sweeps.status("smoke", overrides)
+    assert [run.status for run in found] == ["invalid", "missing", "missing", "missing"]
+    assert found[0].error.startswith("not JSON") and found[1].run_dir == second
+    assert sweeps.format_status(found, lines=False) == "4 runs: 0 done, 0 failed, 0 running, 3 missing, 1 invalid"
 
 
 SWEEP = ["+sweep=smoke", "seed=1", *FAST, "trainer.max_steps=2", "experiment_name=main_table"]
