@@ -86,7 +86,7 @@ class Results:
         if results.status not in STATUSES:
             raise ValueError(f"status {results.status!r} is not one of {STATUSES}")
         try:
-            results.identity  # noqa: B018 (computed now, so that a config without identity is caught here)
+            _ = results.identity  # computed now: a config that cannot name its run makes the file invalid
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"its config cannot tell which run it is ({type(error).__name__}: {error})") from None
         return results
