@@ -26,11 +26,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from repcali.config import register, run_path, unknown_choice
+from repcali.config import register, unknown_choice
 from repcali.errors import RepCaliError
 from repcali.experiment import run_experiment
 from repcali.report import metrics_table
-from repcali.runs import RESULTS_NAME
+from repcali.results import RESULTS_NAME
 
 register()
 log = logging.getLogger("repcali")
@@ -43,7 +43,7 @@ def main(cfg: DictConfig) -> None:
     if outcome.results is None:
         remove_unrecorded(run_dir, Path(os.path.abspath(cfg.runs_dir)))  # as Hydra made run_dir
     else:
-        print(metrics_table({run_path(cfg): outcome.results}))
+        print(metrics_table({outcome.results.identity.path: outcome.results}))
     if outcome.skipped:
         print(f"Already completed; skipped (rerun=true trains it again). Run dir: {run_dir}")
         return

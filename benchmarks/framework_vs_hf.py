@@ -12,7 +12,7 @@ from typing import Any
 from benchmarks.contract import Benchmark, Row, judged
 from benchmarks.measure import ROOT, compose_config, interleave, paired_ratio, run_command, summarize
 from repcali.config import PROJECT_ROOT
-from repcali.runs import RESULTS_NAME, read_results
+from repcali.results import RESULTS_NAME, read_results
 
 TITLE = "Framework vs plain Hugging Face: training samples/s"
 METHOD = """
@@ -109,7 +109,7 @@ def measure_setting(setting: Setting, work: Path) -> dict[str, Any]:
     def framework() -> float:
         run_command(framework_command, env)
         (results_path,) = runs_dir.rglob(RESULTS_NAME)
-        return read_results(results_path.parent)["timings"]["train_samples_per_second"]
+        return read_results(results_path.parent).timings["train_samples_per_second"]
 
     def plain() -> float:
         run_command(plain_command, env)

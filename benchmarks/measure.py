@@ -158,7 +158,7 @@ def compose_configs(overrides: list[list[str]]) -> list:
     """``train.py``'s composed config for each list of overrides (Hydra's compose API, no run started)."""
     from hydra import compose
 
-    from repcali.sweeps import hydra_compose
+    from repcali.compose import hydra_compose
 
     with hydra_compose():
         return [compose("train", overrides=each) for each in overrides]

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 from unittest import mock
 
 from omegaconf import OmegaConf, flag_override
 
 from benchmarks.contract import Benchmark, Row, judged
 from benchmarks.measure import compose_configs, interleave, run_command, summarize
+from repcali.identity import RunIdentity
 
 TITLE = "Tables: make tables over 1,000 synthetic results"
 METHOD = """
@@ -21,7 +20,7 @@ The synthetic runs are the distinct grid points of the project's own sweeps (``g
 ``ablations``, then ``main_table``), the first 1,000 of them, so the main table has missing cells
 as an unfinished sweep does; 2 % of the runs failed. Each is written by the framework's writers
 (``RunRecord`` → ``results.json``, ``write_predictions`` → ``predictions.jsonl`` with per-example
-scores) into the directory ``run_path`` names, with the model, task and method sections composed
+scores) into the directory its ``RunIdentity`` names, with the model, task and method sections composed
 from ``conf/`` and made-up scores (RepCali +0.4 on average). Then ``python -m repcali.tables
 --runs <dir> --out <dir>`` (what ``make tables`` runs) is timed as a fresh process, the first
 (cold) run included.
@@ -36,18 +35,20 @@ ROUNDS = {"smoke": 1, "quick": 2, "full": 5}
 FAILED_SHARE = 0.02
 
 
-def grid(n: int = N_RESULTS) -> list[dict[str, Any]]:
-    """The first ``n`` distinct grid points of the sweeps, as fields (experiment, task, model, method, calib.*, seed).
+def grid(n: int = N_RESULTS) -> list[RunIdentity]:
+    """The identities of the first ``n`` distinct grid points of the sweeps (repcali.grid: composed, cached).
 
     Sweeps share some points (an ablation's default setting is also its baseline's); a sweep runs those once.
     """
-    from repcali.tables.expected import expected_fields
+    from repcali import grid as grids
+    from repcali import sweeps
 
-    fields, note = expected_fields(SWEEPS)
-    if fields is None:
-        raise RuntimeError(note)
-    distinct = {json.dumps(point, sort_keys=True): point for point in fields}
-    return list(distinct.values())[:n]
+    distinct: dict[RunIdentity, None] = {}
+    for part in (part for name in SWEEPS for part in sweeps.parts(name)):
+        distinct.update(dict.fromkeys(point.identity for point in grids.points(part)))
+        if len(distinct) >= n:
+            break
+    return list(distinct)[:n]
 
 
 def metric_names(family: str) -> tuple[list[str], bool]:
@@ -74,16 +75,14 @@ def synthetic_scores(rng: random.Random, families: list[str], mean: float, n: in
 def write_synthetic_runs(runs_dir: Path, examples: int, n: int = N_RESULTS, seed: int = 0) -> int:
     """Write ``n`` runs with the framework's writers; return how many failed."""
     import repcali.runs
-    from repcali.config import run_path
     from repcali.runs import RunRecord, write_predictions
 
     rng = random.Random(seed)
     points = grid(n)
     # Each model, task and method composed once (not 1,000 times); a run's config is the default
     # run's with those sections swapped in (Hydra's no-deepcopy flag: the nodes move, not copies).
-    options = [
-        (group, name) for group in ("model", "task", "method") for name in dict.fromkeys(p[group] for p in points)
-    ]
+    groups = ("model", "task", "method")
+    options = [(group, name) for group in groups for name in dict.fromkeys(getattr(p, group) for p in points)]
     cfg, *composed = compose_configs([[], *([f"{group}={name}"] for group, name in options)])
     OmegaConf.resolve(cfg)
     sections = {}
@@ -99,27 +98,27 @@ def write_synthetic_runs(runs_dir: Path, examples: int, n: int = N_RESULTS, seed
     ):
         for point in points:
             for group in ("model", "task", "method"):
-                cfg[group] = sections[group, point[group]]
-            cfg.experiment_name, cfg.seed = point["experiment"], point["seed"]
-            cfg.calib.name, cfg.calib.enabled = ("on", True) if point["calibrated"] else ("off", False)
+                cfg[group] = sections[group, getattr(point, group)]
+            cfg.experiment_name, cfg.seed = point.experiment, point.seed
+            cfg.calib.name, cfg.calib.enabled = ("on", True) if point.calibrated else ("off", False)
             for key in ("lam", "layernorm", "train"):
-                cfg.calib[key] = point[f"calib.{key}"]
-            run_dir = runs_dir / run_path(cfg)
+                cfg.calib[key] = getattr(point, key)
+            run_dir = runs_dir / RunIdentity.of(cfg).path
             record = RunRecord(run_dir, cfg)
             record.start()  # as train.py: `running` first, then `completed` or `failed`
             if rng.random() < FAILED_SHARE:
                 failed += 1
                 record.fail(RuntimeError("synthetic failure (benchmark data)"))
                 continue
-            level = random.Random(f"{point['model']}/{point['task']}").uniform(20, 80)
-            mean = level + (0.4 if point["calibrated"] else 0.0) + rng.gauss(0, 0.3)
+            level = random.Random(f"{point.model}/{point.task}").uniform(20, 80)
+            mean = level + (0.4 if point.calibrated else 0.0) + rng.gauss(0, 0.3)
             corpus, per_example = synthetic_scores(rng, list(cfg.task.metrics), mean, examples)
-            ids = [f"{point['task']}-{i}" for i in range(examples)]
+            ids = [f"{point.task}-{i}" for i in range(examples)]
             texts = [f"synthetic output {i}" for i in range(examples)]
             write_predictions(run_dir, ids, texts, texts, per_example)
-            record.data["params"] = {"total": 1, "trainable": 1, "trainable_pct": 100.0, "added": 0, "added_pct": 0.0}
-            record.data["metrics"] = {**corpus, "train_loss": rng.uniform(1, 3)}
-            record.data["metric_settings"] = {"eval_split": cfg.task.eval_split, "n_examples": examples}
+            record.results.params = {"total": 1, "trainable": 1, "trainable_pct": 100.0, "added": 0, "added_pct": 0.0}
+            record.results.metrics = {**corpus, "train_loss": rng.uniform(1, 3)}
+            record.results.metric_settings = {"eval_split": cfg.task.eval_split, "n_examples": examples}
             record.complete()
     return failed
 

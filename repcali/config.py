@@ -7,8 +7,6 @@ Importing this module is cheap (no torch): ``train.py --cfg job`` and skipped re
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
@@ -18,10 +16,9 @@ from typing import Any, get_type_hints
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from repcali.errors import RepCaliError
+from repcali.identity import RunIdentity
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# The config groups that decide a run's result; their resolved values name its directory.
-IDENTITY_KEYS = ("model", "task", "method", "calib", "trainer", "seed")
 
 
 class Choice(str, Enum):
@@ -227,29 +224,6 @@ class TrainConfig:
     save_model: bool = True
 
 
-def run_path(cfg: DictConfig) -> str:
-    """``<experiment_name>/<task>/<model>/<method>/calib-<name>/seed<seed>-<hash>``, from the config.
-
-    The hash covers every resolved value in ``IDENTITY_KEYS``, so a changed λ, learning rate or
-    data file is a new run, while the same config always finds its earlier result.
-    """
-    identity = {
-        key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
-        for key in IDENTITY_KEYS
-    }
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return "/".join(
-        [
-            cfg.experiment_name,
-            cfg.task.name,
-            cfg.model.name,
-            cfg.method.name,
-            f"calib-{cfg.calib.name}",
-            f"seed{cfg.seed}-{digest}",
-        ]
-    )
-
-
 def unknown_choice(overrides: list[str]) -> str | None:
     """A one-line error for an override naming no option: ``group=name`` (or a sweep ``group=a,b``)
     with no file in ``conf/<group>/``, or a value outside a closed choice (``calib.layernorm=pre``).
@@ -291,7 +265,7 @@ def register() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
-    if not OmegaConf.has_resolver("run_path"):
-        OmegaConf.register_new_resolver("run_path", lambda *, _root_: run_path(_root_))
+    if not OmegaConf.has_resolver("run_path"):  # the run's directory under runs_dir (repcali/identity.py)
+        OmegaConf.register_new_resolver("run_path", lambda *, _root_: RunIdentity.of(_root_).path)
     if not OmegaConf.has_resolver("coalesce"):  # the first value that is set: ${coalesce:${a},${b}}
         OmegaConf.register_new_resolver("coalesce", lambda *values: next((v for v in values if v is not None), None))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from repcali.config import run_path
 from repcali.errors import RepCaliError
-from repcali.runs import RunRecord, read_results, write_predictions
+from repcali.results import InvalidResults, Results, read_results
+from repcali.runs import RunRecord, write_predictions
 from repcali.tracking import finish_wandb, is_main_process, start_wandb
 
 log = logging.getLogger("repcali")
@@ -22,9 +22,9 @@ log = logging.getLogger("repcali")
 
 @dataclass
 class Outcome:
-    """What a run ended with: its results (as written to ``results.json``) and the error, if any."""
+    """What a run ended with: its record (as written to ``results.json``) and the error, if any."""
 
-    results: dict | None  # None: refused before it started (a config that cannot run); nothing recorded
+    results: Results | None  # None: refused before it started (a config that cannot run); nothing recorded
     error: BaseException | None = None
     skipped: bool = False  # completed before; nothing was run
 
@@ -43,7 +43,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     from repcali.runs import host_info
     from repcali.training import build_trainer, predict
 
-    record.data["host"] = host_info()
+    results = record.results
+    results.host = host_info()
     set_seed(cfg.seed)
     with record.timed("load"):
         model, tokenizer = load_backbone(cfg.model, cfg.task.language)
@@ -52,28 +53,28 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
         model = apply_method(model, cfg.method.name, cfg.method.options)  # LoRA, adapter, ...: what trains
         if cfg.calib.enabled:
             attach_repcali(unwrap(model), repcali_config(cfg.calib))  # on the HF model inside a PEFT wrapper
-    record.data["params"] = parameter_report(model, backbone_total)
-    log.info("parameters: %s", record.data["params"])
+    results.params = parameter_report(model, backbone_total)
+    log.info("parameters: %s", results.params)
 
     with record.timed("data"):
         data = build_task_data(
             cfg.task, tokenizer, use_prefix=cfg.model.task_prefix, max_positions=cfg.model.max_positions
         )
 
-    report_to = start_wandb(cfg, run_dir, run_path(cfg))
+    report_to = start_wandb(cfg, run_dir, results.identity)
     trainer = build_trainer(cfg, model, tokenizer, data, run_dir, report_to)
     with record.timed("train"):  # nothing to train (method=frozen calib=off): the backbone is evaluated as loaded
-        train_output = trainer.train() if record.data["params"]["trainable"] else None
+        train_output = trainer.train() if results.params["trainable"] else None
     if train_output is not None:
-        record.data["timings"]["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
+        results.timings["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
 
     with record.timed("evaluate"):
         predictions = predict(trainer, data.eval, tokenizer, cfg.task.language)
         scores = compute(
             list(cfg.task.metrics), predictions, data.eval_references, cfg.task.language, ids=data.eval_ids
         )
-    record.data["metrics"] = {**scores.corpus, **({"train_loss": train_output.training_loss} if train_output else {})}
-    record.data["metric_settings"] = {
+    results.metrics = {**scores.corpus, **({"train_loss": train_output.training_loss} if train_output else {})}
+    results.metric_settings = {
         "eval_split": cfg.task.eval_split,
         "n_examples": len(predictions),
         **scores.settings,
@@ -93,8 +94,12 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
     Every failure, Ctrl-C included, is recorded in ``results.json`` and returned, never raised; a config
     that cannot run is refused before anything is recorded.
     """
-    previous = read_results(run_dir)
-    if previous and previous["status"] == "completed" and not cfg.rerun:
+    try:
+        previous = read_results(run_dir)
+    except InvalidResults as error:  # start() keeps the unreadable file aside
+        log.warning("Unreadable run record %s; kept aside as results.invalid.<time>.json; running it.", error.problem)
+        previous = None
+    if previous and previous.status == "completed" and not cfg.rerun:
         return Outcome(previous, skipped=True)
     from repcali.checks import check_config  # loads transformers: after the skip, which stays fast
 
@@ -113,5 +118,5 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
         error = caught
         record.fail(caught)
     finally:
-        finish_wandb(record.data)
-    return Outcome(record.data, error)
+        finish_wandb(record.results)
+    return Outcome(record.results, error)

@@ -6,42 +6,28 @@ python -m repcali.report runs/default/aclsum/tiny_bart
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Iterator
+import sys
 from pathlib import Path
 
-from repcali.runs import RESULTS_NAME
-
-
-def find_results(root: str | Path) -> Iterator[tuple[Path, dict]]:
-    """Every ``results.json`` under ``root`` (sorted), with its parsed content."""
-    for path in sorted(Path(root).rglob(RESULTS_NAME)):
-        try:
-            yield path.parent, json.loads(path.read_text())
-        except json.JSONDecodeError:
-            continue
+from repcali.results import RESULTS_NAME, Results, find_results
 
 
 def _cell(value, fmt: str = "{:.2f}") -> str:
     return fmt.format(value) if isinstance(value, int | float) else "-"
 
 
-def metrics_table(columns: dict[str, dict]) -> str:
+def metrics_table(columns: dict[str, Results]) -> str:
     """A plain-text table: one row per metric, one column per run, and Δ when two runs are compared."""
     labels = list(columns)
-    metric_names = list(dict.fromkeys(name for results in columns.values() for name in results.get("metrics", {})))
+    metric_names = list(dict.fromkeys(name for results in columns.values() for name in results.metrics))
     rows = [["metric", *labels]]
     for name in metric_names:
-        values = [columns[label].get("metrics", {}).get(name) for label in labels]
+        values = [columns[label].metrics.get(name) for label in labels]
         delta = [_cell(values[1] - values[0], "{:+.2f}") if None not in values else "-"] if len(labels) == 2 else []
         rows.append([name, *map(_cell, values), *delta])
-    rows.append(
-        ["params added %", *(_cell(columns[lb].get("params", {}).get("added_pct"), "{:.3f}") for lb in labels)]
-    )
-    rows.append(
-        ["params trainable", *(_cell(columns[lb].get("params", {}).get("trainable"), "{:,}") for lb in labels)]
-    )
-    rows.append(["status", *(columns[label].get("status", "-") for label in labels)])
+    rows.append(["params added %", *(_cell(columns[lb].params.get("added_pct"), "{:.3f}") for lb in labels)])
+    rows.append(["params trainable", *(_cell(columns[lb].params.get("trainable"), "{:,}") for lb in labels)])
+    rows.append(["status", *(columns[label].status for label in labels)])
     if len(labels) == 2:
         rows[0].append("delta")
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
@@ -56,8 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", help="a run directory or any folder above several")
     args = parser.parse_args(argv)
+    found = find_results(args.root)
+    for problem in found.problems:
+        print(f"skipped {problem}", file=sys.stderr)
     columns = {}
-    for run_dir, results in find_results(args.root):
+    for run_dir, results in found.runs:
         label = str(run_dir.relative_to(args.root)) if run_dir != Path(args.root) else run_dir.name
         columns[label] = results
     if not columns:

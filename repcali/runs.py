@@ -1,8 +1,9 @@
-"""A run's record: ``results.json`` with status, metrics, parameters, config and provenance.
+"""Writing a run: its record through its life, provenance (git, versions, host), predictions.
 
-The file is the source of truth for tables and sweeps (W&B only mirrors it). It is written
-atomically (temporary file, then rename) at start (``running``) and at the end (``completed``
-or ``failed``), so a reader never sees half a file. A forced rerun keeps the old record aside.
+``results.json`` (its schema: :mod:`repcali.results`) is the source of truth for tables and
+sweeps (W&B only mirrors it). It is written atomically (temporary file, then rename) at start
+(``running``) and at the end (``completed`` or ``failed``), so a reader never sees half a file.
+A forced rerun keeps the old record aside.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from repcali.config import PROJECT_ROOT
+from repcali.results import RESULTS_NAME, InvalidResults, Results, RunError, read_results
 
-RESULTS_NAME = "results.json"
 PREDICTIONS_NAME = "predictions.jsonl"
-SCHEMA_VERSION = 1
 PACKAGES = (
     "repcali",
     "torch",
@@ -79,19 +79,6 @@ def write_predictions(
     os.replace(tmp, path)
 
 
-def read_results(run_dir: str | Path) -> dict | None:
-    path = Path(run_dir) / RESULTS_NAME
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def is_completed(run_dir: str | Path) -> bool:
-    results = read_results(run_dir)
-    return results is not None and results.get("status") == "completed"
-
-
 def git_info() -> dict[str, Any]:
     """Commit and dirty flag of the project checkout (None outside git)."""
 
@@ -137,42 +124,29 @@ def _now() -> str:
 
 
 class RunRecord:
-    """Accumulates what a run produces and writes ``results.json`` (main process only)."""
+    """Fills a run's :class:`~repcali.results.Results` and writes it (main process only).
+
+    ``record.results`` is the typed record: set its attributes (``metrics``, ``params``, ...);
+    ``start``, ``complete`` and ``fail`` write it.
+    """
 
     def __init__(self, run_dir: Path, cfg: DictConfig, write: bool = True) -> None:
         self.run_dir = run_dir
         self.write = write
         self._start = time.perf_counter()
-        self.data: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "status": "running",
-            "error": None,
-            "run_dir": str(run_dir),
-            "experiment": cfg.experiment_name,
-            "task": cfg.task.name,
-            "model": cfg.model.name,
-            "method": cfg.method.name,
-            "calib": cfg.calib.name,
-            "seed": cfg.seed,
-            "metrics": {},
-            "metric_settings": {},
-            "params": {},
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "git": git_info(),
-            "versions": package_versions(),
-            "host": None,
-            "timings": {},
-            "started_at": _now(),
-            "finished_at": None,
-        }
+        config = OmegaConf.to_container(cfg, resolve=True)
+        self.results = Results.new(run_dir, config, git=git_info(), versions=package_versions(), started_at=_now())
 
     def start(self) -> None:
-        """Keep a previous record aside (forced rerun or a failed try), then mark this run as running."""
+        """Keep a previous record aside (a forced rerun, a failed try, an unreadable file), then mark it running."""
         previous = self.run_dir / RESULTS_NAME
         if self.write and previous.exists():
-            old = read_results(self.run_dir) or {}
-            stamp = (old.get("finished_at") or old.get("started_at") or _now()).replace(":", "")
-            os.replace(previous, self.run_dir / f"results.{old.get('status', 'unknown')}.{stamp}.json")
+            try:
+                old = read_results(self.run_dir)
+                label, stamp = old.status, old.finished_at or old.started_at or _now()
+            except InvalidResults:
+                label, stamp = "invalid", _now()
+            os.replace(previous, self.run_dir / f"results.{label}.{stamp.replace(':', '')}.json")
         self._save()
 
     @contextmanager
@@ -181,21 +155,21 @@ class RunRecord:
         try:
             yield
         finally:
-            self.data["timings"][f"{name}_s"] = round(time.perf_counter() - start, 3)
+            self.results.timings[f"{name}_s"] = round(time.perf_counter() - start, 3)
 
     def complete(self) -> None:
         self._finish("completed")
 
     def fail(self, error: BaseException) -> None:
-        self.data["error"] = {"type": type(error).__name__, "message": str(error)}
+        self.results.error = RunError(type=type(error).__name__, message=str(error))
         self._finish("failed")
 
     def _finish(self, status: str) -> None:
-        self.data["status"] = status
-        self.data["finished_at"] = _now()
-        self.data["timings"]["total_s"] = round(time.perf_counter() - self._start, 3)
+        self.results.status = status
+        self.results.finished_at = _now()
+        self.results.timings["total_s"] = round(time.perf_counter() - self._start, 3)
         self._save()
 
     def _save(self) -> None:
         if self.write:
-            write_json_atomic(self.run_dir / RESULTS_NAME, self.data)
+            write_json_atomic(self.run_dir / RESULTS_NAME, self.results.to_json())

@@ -11,34 +11,28 @@ missing or failed.
     python -m repcali.sweeps status main_table [overrides]   # done / failed / running / missing per run
     python -m repcali.sweeps run main_table [overrides]      # every part in turn
 
-``status`` runs nothing: it expands the grid the way the BasicSweeper does, composes each grid
-point with Hydra's compose API and looks for ``results.json`` in ``<runs_dir>/<run_path(cfg)>``,
-the directory ``train.py`` would use. Composition is the slow part (~0.1 s per distinct choice of
-config groups), so each group combination is composed once and the plain ``key=value``
-overrides of its runs (seeds, λ, ...) are applied on a copy, as Hydra applies them.
+``status`` runs nothing: it reads ``results.json`` where ``train.py`` records each grid point
+(:mod:`repcali.grid`: the points composed as ``train.py`` composes them, cached on disk, so only
+the first status after a change of ``conf/`` composes).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
-from repcali.config import PROJECT_ROOT, register, run_path
+from repcali import grid
+from repcali.config import PROJECT_ROOT
 from repcali.errors import RepCaliError
-from repcali.runs import read_results
+from repcali.results import InvalidResults, read_results
 
 SWEEPS_DIR = PROJECT_ROOT / "sweeps"
-CONF_DIR = PROJECT_ROOT / "conf"
 STATUS_NAMES = {"completed": "done", "failed": "failed", "running": "running"}
+STATES = ("done", "failed", "running", "missing")  # and invalid: a results.json that cannot be read
 
 
 def available() -> list[str]:
@@ -57,109 +51,28 @@ def parts(name: str) -> list[str]:
     raise RepCaliError(f"No sweep {name!r} in {SWEEPS_DIR}. Fix: use one of {available()}.")
 
 
-@contextmanager
-def hydra_compose() -> Iterator[None]:
-    """Hydra's compose API on ``conf/``, as ``train.py`` sees it."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    register()
-    if GlobalHydra.instance().is_initialized():  # e.g. called from inside a Hydra app
-        yield
-        return
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        yield
-
-
-def _compose(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
-    from hydra import compose
-    from hydra.errors import HydraException
-
-    try:
-        return compose("train", overrides=overrides, return_hydra_config=return_hydra_config)
-    except HydraException as error:  # a missing config option, a typo in an override
-        first_line = str(error).strip().splitlines()[0]
-        raise RepCaliError(
-            f"Cannot compose {' '.join(overrides)}: {first_line}. "
-            "Fix: add the missing config (conf/<group>/<name>.yaml) or correct the override."
-        ) from None
-
-
-def parser():
-    """Hydra's command-line override parser (with the config loader, for ``glob()`` over options)."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    return OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
-
-
-def grid(part: str, overrides: list[str] = ()) -> tuple[DictConfig, list[list[str]]]:
-    """The composed sweep config and the override list of every run, in the BasicSweeper's order.
-
-    Call inside :func:`hydra_compose`. The grid is ``hydra.sweeper.params`` of the composed
-    config (the sweep file and whatever it includes); command-line ``overrides`` replace a
-    swept key or add one, as they do for ``train.py -m``.
-    """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    overrides_parser = parser()
-    arguments = [f"+sweep={part}", *overrides]
-    fixed = [o.input_line for o in overrides_parser.parse_overrides(arguments) if not o.is_sweep_override()]
-    composed = _compose(fixed, return_hydra_config=True)
-    params = composed.hydra.sweeper.params or {}
-    lines = [f"{key}={value}" for key, value in params.items()] + arguments
-    return composed, BasicSweeper.split_arguments(overrides_parser.parse_overrides(lines), max_batch_size=None)[0]
-
-
-class RunDirs:
-    """``<runs_dir>/<run_path(cfg)>`` of grid points; one composition per choice of config groups."""
-
-    def __init__(self) -> None:
-        self.parser = parser()
-        self._composed: dict[tuple[str, ...], DictConfig] = {}
-
-    def config(self, job: list[str]) -> DictConfig:
-        composed, plain = [], []
-        for override in self.parser.parse_overrides(job):
-            is_group = (CONF_DIR / override.key_or_group).is_dir() or override.package is not None
-            simple = not (override.is_add() or override.is_force_add() or override.is_delete())
-            (plain if simple and not is_group and not override.is_hydra_override() else composed).append(override)
-        key = tuple(o.input_line for o in composed)
-        if key not in self._composed:
-            self._composed[key] = _compose(list(key))
-        cfg = copy.deepcopy(self._composed[key])
-        for override in plain:  # what Hydra does with a plain override after composing the defaults
-            try:
-                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
-            except Exception as error:
-                raise RepCaliError(f"Cannot apply {override.input_line}: {error}. Fix: check the override.") from None
-        return cfg
-
-    def __call__(self, job: list[str]) -> Path:
-        cfg = self.config(job)
-        return Path(cfg.runs_dir) / run_path(cfg)
-
-
 @dataclass
 class RunStatus:
     part: str
-    job: list[str]
+    job: tuple[str, ...]
     run_dir: Path
-    status: str  # done | failed | running | missing
-    error: str | None = None
+    status: str  # done | failed | running | missing | invalid
+    error: str | None = None  # a failed run's error, or what is wrong with an invalid results.json
 
 
 def status(name: str, overrides: list[str] = ()) -> list[RunStatus]:
     """Where every run of a sweep stands, from its ``results.json``; nothing is run."""
     found = []
-    with hydra_compose():
-        run_dirs = RunDirs()
-        for part in parts(name):
-            for job in grid(part, overrides)[1]:
-                run_dir = run_dirs(job)
-                results = read_results(run_dir) or {}
-                error = (results.get("error") or {}).get("message")
-                found.append(RunStatus(part, job, run_dir, STATUS_NAMES.get(results.get("status"), "missing"), error))
+    for part in parts(name):
+        for point in grid.points(part, overrides):
+            try:
+                results = read_results(point.run_dir)
+            except InvalidResults as error:
+                found.append(RunStatus(part, point.job, point.run_dir, "invalid", error.problem.reason))
+                continue
+            state = STATUS_NAMES.get(results.status, "missing") if results else "missing"
+            error = results.error.message if results and results.error else None
+            found.append(RunStatus(part, point.job, point.run_dir, state, error))
     return found
 
 
@@ -177,7 +90,8 @@ def format_status(runs: list[RunStatus], lines: bool = True, counts: bool = True
             text.append(f"{run.status:<8} {label}{where}{error}")
     if counts:
         found = Counter(run.status for run in runs)
-        states = ", ".join(f"{found[state]} {state}" for state in ("done", "failed", "running", "missing"))
+        shown = [*STATES, *(["invalid"] if found["invalid"] else [])]
+        states = ", ".join(f"{found[state]} {state}" for state in shown)
         text.append(f"{len(runs)} runs: {states}")
     return "\n".join(text)
 
@@ -205,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.name:
         cli.error(f"name a sweep: one of {available()}")
     try:
-        if args.command == "status":  # part by part: a large grid takes a while to compose
+        if args.command == "status":  # part by part: a large grid takes a while to compose the first time
             found = []
             for part in parts(args.name):
                 found += status(part, args.overrides)

@@ -8,13 +8,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from repcali.identity import RunIdentity
+from repcali.results import Results
+
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def start_wandb(cfg: DictConfig, run_dir: Path, run_name: str) -> list[str]:
-    """Open the run's W&B run (grouped by experiment) and return the Trainer's ``report_to``.
+def start_wandb(cfg: DictConfig, run_dir: Path, identity: RunIdentity) -> list[str]:
+    """Open the run's W&B run (named by its run path, grouped by experiment); return the Trainer's ``report_to``.
 
     Without an API key, or when the server cannot be reached, it logs offline into the run
     directory (``wandb sync`` uploads it later) and says so in one line.
@@ -30,8 +33,8 @@ def start_wandb(cfg: DictConfig, run_dir: Path, run_name: str) -> list[str]:
     kwargs: dict[str, Any] = dict(
         project=cfg.logger.project,
         entity=cfg.logger.entity,
-        group=cfg.logger.group or cfg.experiment_name,
-        name=run_name,
+        group=cfg.logger.group or identity.experiment,
+        name=identity.path,
         tags=list(cfg.logger.tags),
         job_type="train",
         dir=str(run_dir),
@@ -47,15 +50,15 @@ def start_wandb(cfg: DictConfig, run_dir: Path, run_name: str) -> list[str]:
     return ["wandb"]
 
 
-def finish_wandb(results: dict[str, Any]) -> None:
+def finish_wandb(results: Results) -> None:
     """Put the metrics, parameter counts and status in the W&B summary and close the run."""
     import sys
 
     wandb = sys.modules.get("wandb")
     if wandb is None or wandb.run is None:
         return
-    summary = {f"metrics/{k}": v for k, v in results["metrics"].items()}
-    summary.update({f"params/{k}": v for k, v in results["params"].items()})
-    summary.update({"status": results["status"], "run_dir": results["run_dir"]})
+    summary = {f"metrics/{k}": v for k, v in results.metrics.items()}
+    summary.update({f"params/{k}": v for k, v in results.params.items()})
+    summary.update({"status": results.status, "run_dir": results.run_dir})
     wandb.run.summary.update(summary)
-    wandb.finish(exit_code=0 if results["status"] == "completed" else 1)
+    wandb.finish(exit_code=0 if results.status == "completed" else 1)

@@ -14,6 +14,7 @@ os.environ.update(
     # Tiny models: one thread is fastest, and several spin-wait badly on a shared 2-core CI machine.
     OMP_NUM_THREADS="1",
     HF_DATASETS_CACHE=os.path.join(tempfile.gettempdir(), f"repcali-tests-{os.getuid()}", "datasets"),
+    REPCALI_CACHE_DIR=os.path.join(tempfile.gettempdir(), f"repcali-tests-{os.getuid()}", "cache"),  # composed grids
 )
 
 import pytest  # noqa: E402

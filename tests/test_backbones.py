@@ -17,8 +17,8 @@ from transformers import AutoTokenizer
 import repcali.modeling
 from repcali import RepCaliError, attach_repcali
 from repcali.calibration import find_block
-from repcali.config import run_path
 from repcali.formatters import FORMATTERS
+from repcali.identity import RunIdentity
 from repcali.metrics import METRICS
 from repcali.modeling import load_backbone, load_model
 from repcali.runs import RunRecord
@@ -74,7 +74,7 @@ def test_every_task_and_calib_composes_with(compose_train, task_and_calib_nodes,
             cfg.task, cfg.calib = tasks[task], calibs[calib]
             OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
             assert (cfg.model.name, cfg.task.name, cfg.calib.enabled) == (model, task, calib == "on")
-            assert run_path(cfg).startswith(f"default/{task}/{model}/full/calib-{calib}/seed42-")
+            assert RunIdentity.of(cfg).path.startswith(f"default/{task}/{model}/full/calib-{calib}/seed42-")
             assert cfg.task.formatter in FORMATTERS and set(cfg.task.metrics) <= set(METRICS)
     assert cfg == compose_train(f"model={model}", f"task={TASKS[-1]}", "calib=on")
 
@@ -83,7 +83,7 @@ def test_every_task_and_calib_composes_with(compose_train, task_and_calib_nodes,
 def test_an_alias_composes_exactly_its_backbone(compose_train, alias):
     """`python train.py model=bart task=xsum calib=on` is model=bart_large's run, in the same directory."""
     aliased = compose_train(f"model={alias}", "task=xsum", "calib=on")
-    assert aliased == compose_train(f"model={ALIASES[alias]}", "task=xsum", "calib=on")  # run_path reads only cfg
+    assert aliased == compose_train(f"model={ALIASES[alias]}", "task=xsum", "calib=on")  # identity reads only cfg
 
 
 def test_the_grid_is_the_papers_size():
@@ -124,11 +124,11 @@ def test_family_trains_generates_with_beams_and_reloads(
     record = RunRecord(tmp_path, cfg)
     train_and_evaluate(cfg, tmp_path, record)
 
-    metrics = record.data["metrics"]
+    metrics = record.results.metrics
     assert metrics and all(math.isfinite(v) for v in metrics.values()), metrics
-    assert (record.data["params"]["added"] > 0) == (calib == "on")
+    assert (record.results.params["added"] > 0) == (calib == "on")
     predictions = [json.loads(line) for line in (tmp_path / "predictions.jsonl").open()]
-    assert len(predictions) == record.data["metric_settings"]["n_examples"] > 0
+    assert len(predictions) == record.results.metric_settings["n_examples"] > 0
     assert predictions[0]["references"] and predictions[0]["reference"] == predictions[0]["references"][0]
 
     trained = saved["model"].eval()

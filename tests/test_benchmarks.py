@@ -20,7 +20,7 @@ from benchmarks.measure import cpu_peak_tensor_bytes, interleave, paired_ratio, 
 from benchmarks.run import BENCHMARKS, run_benchmarks
 from benchmarks.summary import SUMMARY_NAME, write_summary
 from benchmarks.tables_build import write_synthetic_runs
-from repcali.report import find_results
+from repcali.results import find_results
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -71,15 +71,14 @@ def test_cpu_peak_counts_every_live_tensor_byte():
 
 def test_synthetic_results_use_the_real_layout(tmp_path):
     failed = write_synthetic_runs(tmp_path, examples=5, n=12)
-    runs = list(find_results(tmp_path))
+    runs = find_results(tmp_path).runs
     assert len(runs) == 12
-    assert sum(results["status"] == "failed" for _, results in runs) == failed
+    assert sum(results.status == "failed" for _, results in runs) == failed
     for run_dir, results in runs:
-        assert run_dir == Path(results["run_dir"])
-        assert run_dir.relative_to(tmp_path).parts[:2] == (results["experiment"], results["task"])
-        if results["status"] == "completed":
+        assert run_dir == Path(results.run_dir) == tmp_path / results.identity.path
+        if results.status == "completed":
             lines = (run_dir / "predictions.jsonl").read_text().splitlines()
-            assert len(lines) == 5 and set(json.loads(lines[0])["scores"]) <= set(results["metrics"])
+            assert len(lines) == 5 and set(json.loads(lines[0])["scores"]) <= set(results.metrics)
 
 
 def test_every_registered_benchmark_has_a_run_function():

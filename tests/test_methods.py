@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from repcali import RepCaliConfig, RepCaliError, attach_repcali, sweeps
+from repcali import RepCaliConfig, RepCaliError, attach_repcali, grid
 from repcali.calibration import find_block
 from repcali.config import PROJECT_ROOT, MethodName
 from repcali.methods import (
@@ -295,12 +295,11 @@ GLUE = ("sst2", "rte", "mnli", "cola")
 
 
 def test_glue_comparison_sweeps_every_registered_method():
-    with sweeps.hydra_compose():
-        composed, jobs = sweeps.grid("glue_comparison")
-    assert composed.experiment_name == "glue_comparison" and composed.model.name == "t5_base"
-    points = [dict(line.split("=", 1) for line in job if not line.startswith("+")) for job in jobs]
-    assert sorted((p["task"], p["method"], p["calib"], p["seed"]) for p in points) == sorted(
-        (task, method, calib, seed) for task in GLUE for method in METHODS for calib in ("off", "on") for seed in "123"
+    points = [point.identity for point in grid.points("glue_comparison")]
+    assert {(p.experiment, p.model) for p in points} == {("glue_comparison", "t5_base")}
+    expected = [(task, method, calib) for task in GLUE for method in METHODS for calib in ("off", "on")]
+    assert sorted((p.task, p.method, p.calib, p.seed) for p in points) == sorted(
+        point + (seed,) for point in expected for seed in (1, 2, 3)
     )
 
 

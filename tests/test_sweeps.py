@@ -1,19 +1,22 @@
-"""Sweeps: every grid composes; a tiny sweep runs, reruns with nothing to do, and feeds the tables."""
+"""Sweeps: every grid composes, cheaply and exactly; a tiny sweep runs, reruns with nothing to do, and feeds
+status, the tables and t-SNE."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from repcali import sweeps
-from repcali.config import run_path
+from repcali import grid, sweeps
+from repcali.compose import CONF_DIR, Composer, compose, hydra_compose
 from repcali.errors import RepCaliError
-from repcali.runs import RESULTS_NAME, RunRecord, read_results
-from tests.test_train import FAST, ROOT
+from repcali.identity import RunIdentity
+from repcali.results import RESULTS_NAME, read_results
+from repcali.runs import RunRecord
+from tests import cli
+from tests.test_train import FAST
 
 CHINESE_TASKS = {"csds", "lcsts"}
 GROUPS = ("model", "task", "method", "calib")
@@ -21,8 +24,8 @@ GROUPS = ("model", "task", "method", "calib")
 
 def grid_values(part: str) -> dict[str, set[str]]:
     """Swept and fixed values per key, from the grid's override lists."""
-    with sweeps.hydra_compose():
-        _, jobs = sweeps.grid(part)
+    with hydra_compose():
+        jobs = grid.jobs(part)
     values: dict[str, set[str]] = {}
     for job in jobs:
         for line in job:
@@ -37,7 +40,7 @@ def missing_options(values: dict[str, set[str]]) -> list[str]:
         f"conf/{group}/{option}.yaml"
         for group in GROUPS
         for option in values.get(group, ())
-        if not (sweeps.CONF_DIR / group / f"{option}.yaml").is_file()
+        if not (CONF_DIR / group / f"{option}.yaml").is_file()
     )
 
 
@@ -64,11 +67,11 @@ def test_every_grid_composes(part):
     assert len(values["seed"]) >= 2, "a sweep reports seeds' spread"
     if missing := missing_options(values):
         pytest.skip(f"waiting for {missing}")
-    with sweeps.hydra_compose():
-        _, jobs = sweeps.grid(part)
-        run_dirs = sweeps.RunDirs()
-        paths = [run_dirs(job) for job in (jobs[0], jobs[-1])]
-    assert all(path.parts[0] == "runs" for path in paths)
+    with hydra_compose():
+        jobs = grid.jobs(part)
+        composer = Composer()
+        configs = [composer(job) for job in (jobs[0], jobs[-1])]
+    assert all(cfg.runs_dir == "runs" and RunIdentity.of(cfg).path for cfg in configs)
 
 
 def test_main_table_pairs_backbones_with_tasks_of_their_language():
@@ -88,30 +91,37 @@ def test_ablations_share_one_experiment_and_one_baseline():
     assert parts["ablations/frozen"]["calib.train"] == {"full", "frozen"}
 
 
-def test_run_dirs_match_a_full_composition(tmp_path):
-    """The shortcut (compose per group choice, then apply value overrides) finds train.py's directory."""
-    overrides = ["model=tiny_t5", "task=aclsum", f"runs_dir={tmp_path}", "trainer.max_steps=5"]
-    with sweeps.hydra_compose():
-        _, jobs = sweeps.grid("ablations/lambda", overrides)
-        run_dirs = sweeps.RunDirs()
-        for job in jobs:
-            cfg = sweeps._compose(job)
-            assert run_dirs(job) == Path(cfg.runs_dir) / run_path(cfg)
-    assert len(jobs) == 15 and len({str(run_dirs(job)) for job in jobs}) == 15
+def test_the_composer_gives_exactly_what_full_composition_gives():
+    """Each group option composed once and put in place, then value overrides on a copy: train.py's config."""
+    overrides = ["model=tiny_t5,t5_small", "task=aclsum,xsum", "seed=1", "calib.lam=0.5", "trainer.max_steps=5"]
+    with hydra_compose():
+        jobs = grid.jobs("smoke", overrides)
+        composer = Composer()
+        for job in jobs:  # resolved() sets each job's values on one working config; composer() copies
+            expected = OmegaConf.to_container(compose(job), resolve=True)
+            assert composer.resolved(job) == expected == OmegaConf.to_container(composer(job), resolve=True), job
+        default_lam = [line for line in jobs[-1] if not line.startswith("calib.lam=")]  # other keys: no leftovers
+        assert composer.resolved(default_lam) == OmegaConf.to_container(compose(default_lam), resolve=True)
+        assert composer.resolved(default_lam)["calib"]["lam"] == 1.0
+    assert len(jobs) == 8 and len({point.run_dir for point in grid.compose_points("smoke", overrides)}) == 8
+
+
+def test_status_reads_each_run_where_train_py_records_it_and_names_unreadable_records(tmp_path):
+    overrides = [f"runs_dir={tmp_path}"]
+    first, second = (point.run_dir for point in grid.points("smoke", overrides)[:2])
+    first.mkdir(parents=True)
+    (first / RESULTS_NAME).write_text('{"status": "comp')
+    found = sweeps.status("smoke", overrides)
+    assert [run.status for run in found] == ["invalid", "missing", "missing", "missing"]
+    assert found[0].error.startswith("not JSON") and found[1].run_dir == second
+    assert sweeps.format_status(found, lines=False) == "4 runs: 0 done, 0 failed, 0 running, 3 missing, 1 invalid"
 
 
 SWEEP = ["+sweep=smoke", "seed=1", *FAST, "trainer.max_steps=2", "experiment_name=main_table"]
 
 
 def sweep(runs_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", "-m", *SWEEP, f"runs_dir={runs_dir}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
-    )
+    return cli.run("train.py", "-m", *SWEEP, f"runs_dir={runs_dir}", timeout=900)
 
 
 @pytest.mark.slow
@@ -120,7 +130,7 @@ def test_a_sweep_runs_reruns_nothing_and_feeds_status_tables_and_tsne(tmp_path):
     first = sweep(runs)
     assert first.returncode == 0, first.stderr[-3000:]
     results = sorted(runs.rglob(RESULTS_NAME))
-    assert len(results) == 2 and all(read_results(path.parent)["status"] == "completed" for path in results)
+    assert len(results) == 2 and all(read_results(path.parent).status == "completed" for path in results)
     stamps = [path.stat().st_mtime_ns for path in results]
 
     second = sweep(runs)
@@ -134,26 +144,14 @@ def test_a_sweep_runs_reruns_nothing_and_feeds_status_tables_and_tsne(tmp_path):
     }
     wider = sweeps.status("smoke", ["seed=1,2", *overrides])
     assert [run.status for run in wider] == ["done", "done", "missing", "missing"]
-    with sweeps.hydra_compose():  # seed 2, calib=off fails: recorded where train.py would record it
-        cfg = sweeps.RunDirs().config(wider[2].job)
+    with hydra_compose():  # seed 2, calib=off fails: recorded where train.py would record it
+        cfg = Composer()(list(wider[2].job))
     RunRecord(wider[2].run_dir, cfg).fail(RuntimeError("CUDA out of memory"))
-    listing = subprocess.run(
-        [sys.executable, "-m", "repcali.sweeps", "status", "smoke", "seed=1,2", *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    listing = cli.run("-m", "repcali.sweeps", "status", "smoke", "seed=1,2", *overrides, timeout=120).stdout
     assert "failed   seed=2 calib=off" in listing and "(CUDA out of memory)" in listing
     assert listing.strip().endswith("4 runs: 2 done, 1 failed, 0 running, 1 missing")
 
-    tables = subprocess.run(
-        [sys.executable, "-m", "repcali.tables", "--runs", str(runs), "--out", str(tmp_path / "tables")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    tables = cli.run("-m", "repcali.tables", "--runs", str(runs), "--out", str(tmp_path / "tables"), timeout=300)
     assert tables.returncode == 0, tables.stderr[-3000:]
     assert {path.name for path in (tmp_path / "tables").iterdir()} == {
         f"main_table.{suffix}" for suffix in ("md", "tex", "csv", "png")
@@ -163,12 +161,6 @@ def test_a_sweep_runs_reruns_nothing_and_feeds_status_tables_and_tsne(tmp_path):
 
     calibrated = next(path.parent for path in results if "calib-on" in str(path))
     png = tmp_path / "tsne.png"
-    tsne = subprocess.run(
-        [sys.executable, "-m", "repcali.analysis.tsne", str(calibrated), "--out", str(png)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    tsne = cli.run("-m", "repcali.analysis.tsne", str(calibrated), "--out", str(png), timeout=300)
     assert tsne.returncode == 0, tsne.stderr[-3000:]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from repcali.config import TrainConfig, run_path
-from repcali.runs import PREDICTIONS_NAME, RESULTS_NAME, RunRecord, write_predictions
+from repcali.config import TrainConfig
+from repcali.identity import RunIdentity
+from repcali.results import RESULTS_NAME
+from repcali.runs import PREDICTIONS_NAME, RunRecord, write_predictions
 from repcali.tables import build, paper
 from repcali.tables.significance import bootstrap_p, example_scores, paired_differences
 
@@ -49,14 +51,14 @@ def write_run(
             "calib": calib,
         },
     )
-    run_dir = root / run_path(cfg)
+    run_dir = root / RunIdentity.of(cfg).path
     record = RunRecord(run_dir, cfg)
     record.start()
     if status == "failed":
         record.fail(RuntimeError("CUDA out of memory"))
     elif status == "completed":
-        record.data["metrics"] = {**metrics, "train_loss": 1.0}
-        record.data["params"] = {"trainable_pct": 100.0, "added_pct": added_pct}
+        record.results.metrics = {**metrics, "train_loss": 1.0}
+        record.results.params = {"trainable_pct": 100.0, "added_pct": added_pct}
         if scores is not None:
             order = slice(None, None, -1 if calib["enabled"] else 1)  # stored in another order than the baseline
             ids = [f"ex{i}" for i in range(N_EXAMPLES)][order]
@@ -206,6 +208,16 @@ def test_ablation_tables_keep_the_other_options_at_their_defaults(tables):
     # The grid's other cells are there, missing: λ = 5 on BART-base, T5-base on αNLG.
     assert record(tables, "lambda_ablation", "xsum", "bart_base + RepCali (λ=5.0)", "rouge1")["state"] == "missing"
     assert record(tables, "frozen_vs_full", "anlg", "t5_base + RepCali (train=frozen)", "")["state"] == "missing"
+
+
+def test_an_unreadable_record_is_named_and_every_other_run_still_counts(tmp_path, caplog):
+    write_run(tmp_path, experiment="demo", task="xsum", model="t5_small", seed=1, metrics={"rouge1": 20.0})
+    truncated = write_run(tmp_path, experiment="demo", task="xsum", model="t5_small", seed=2, metrics={"rouge1": 22.0})
+    (truncated / RESULTS_NAME).write_text((truncated / RESULTS_NAME).read_text()[:300])
+    written = build(tmp_path, tmp_path / "tables", resamples=RESAMPLES)
+    assert [path.name for path in written] == [f"demo.{suffix}" for suffix in ("md", "tex", "csv", "png")]
+    assert "| t5_small | 1/1 | 20.00 |" in (tmp_path / "tables" / "demo.md").read_text()
+    assert f"Left out of the tables: {truncated / RESULTS_NAME}: not JSON" in caplog.text
 
 
 def test_pairs_by_id_and_averages_over_seeds(tmp_path):

@@ -20,9 +20,9 @@ from repcali.config import register
 from repcali.data import build_task_data
 from repcali.formatters import anlg, classification, csds, get_formatter, join_cjk, multiwoz, webnlg
 from repcali.metrics import coco_unavailable, compute, mwzeval_input
-from repcali.runs import read_results
+from repcali.results import read_results
+from tests import cli
 from tests.grid import FIXTURES, ROOT, TASK_FILES, data_overrides
-from tests.test_train import run
 
 # task -> (training pairs, evaluation examples, most references of one evaluation example)
 EXPECTED = {
@@ -207,8 +207,7 @@ def test_multiwoz_with_the_standard_evaluator_combines_its_scores(monkeypatch):
 @pytest.mark.slow
 def test_a_chinese_task_runs_end_to_end_through_train_py(tiny_family, tmp_path):
     """train.py on LCSTS from local files with the Chinese BART family's tiny variant: the user's command."""
-    process = run(
-        sys.executable,
+    process = cli.run(
         "train.py",
         "model=bart_base_chinese",
         f"model.name_or_path={tiny_family('bart_chinese')}",
@@ -222,9 +221,9 @@ def test_a_chinese_task_runs_end_to_end_through_train_py(tiny_family, tmp_path):
     assert process.returncode == 0, process.stderr[-3000:]
     run_dir = process.stdout.strip().splitlines()[-1].split("Run dir: ")[1]
     results = read_results(run_dir)
-    assert results["status"] == "completed" and results["task"] == "lcsts" and results["params"]["added"] > 0
-    assert all(math.isfinite(results["metrics"][name]) for name in ("rouge1", "rouge2", "rougeL", "rougeLsum"))
-    assert results["metric_settings"]["rouge"]["tokenizer"] == "characters"
+    assert results.status == "completed" and results.task == "lcsts" and results.params["added"] > 0
+    assert all(math.isfinite(results.metrics[name]) for name in ("rouge1", "rouge2", "rougeL", "rougeLsum"))
+    assert results.metric_settings["rouge"]["tokenizer"] == "characters"
     predictions = [json.loads(line) for line in Path(run_dir, "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 2
     assert all(join_cjk(p["prediction"]) == p["prediction"] for p in predictions)  # no space next to 字

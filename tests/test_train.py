@@ -6,7 +6,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,10 @@ from transformers import AutoConfig
 from repcali.calibration import find_block
 from repcali.methods import method_of
 from repcali.modeling import load_model
-from repcali.runs import RESULTS_NAME, read_results
+from repcali.results import RESULTS_NAME, read_results
+from tests import cli
+from tests.grid import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 XSUM = ROOT / "tests" / "fixtures" / "xsum"
 FAST = [
     "task=xsum",
@@ -34,14 +34,8 @@ FAST = [
 ]
 
 
-def run(*command: str, **options) -> subprocess.CompletedProcess:
-    """``command`` from the project root, as a user runs it (Hydra's short errors), its output captured."""
-    options = {"env": {**os.environ, "HYDRA_FULL_ERROR": "0"}, "timeout": 600, **options}
-    return subprocess.run(list(command), cwd=ROOT, capture_output=True, text=True, **options)
-
-
 def train(*overrides: str, runs_dir: Path) -> subprocess.CompletedProcess:
-    return run(sys.executable, "train.py", *FAST, f"runs_dir={runs_dir}", *overrides)
+    return cli.run("train.py", *FAST, f"runs_dir={runs_dir}", *overrides)
 
 
 def run_dir_of(process: subprocess.CompletedProcess) -> Path:
@@ -57,16 +51,17 @@ def test_run_writes_results_then_skips_then_reruns(tmp_path):
     run_dir = run_dir_of(first)
     assert run_dir.parent.parent.parent.name == "tiny_t5" and run_dir.parent.name == "calib-on"
     results = read_results(run_dir)
-    assert results["status"] == "completed" and results["error"] is None
-    assert set(results["metrics"]) >= {"rouge1", "rouge2", "rougeL", "rougeLsum", "train_loss"}
-    assert all(math.isfinite(v) for v in results["metrics"].values())
-    assert results["metric_settings"]["rouge"]["use_stemmer"] is True
-    assert results["metric_settings"]["n_examples"] == 8
-    params = results["params"]
+    assert results.status == "completed" and results.error is None and results.schema_version == 2
+    assert set(results.metrics) >= {"rouge1", "rouge2", "rougeL", "rougeLsum", "train_loss"}
+    assert all(math.isfinite(v) for v in results.metrics.values())
+    assert results.metric_settings["rouge"]["use_stemmer"] is True
+    assert results.metric_settings["n_examples"] == 8
+    params = results.params
     assert params["added"] == 512 * 64 + 2 * 64 and params["total"] == params["backbone"] + params["added"]
-    assert results["config"]["calib"]["enabled"] is True and results["seed"] == 42
-    assert len(results["git"]["commit"] or "x" * 40) == 40 and results["versions"]["transformers"].startswith("5.")
-    assert {"load_s", "data_s", "train_s", "evaluate_s", "total_s"} <= set(results["timings"])
+    assert results.config["calib"]["enabled"] is True and results.seed == 42
+    assert str(run_dir).endswith(results.identity.path)
+    assert len(results.git["commit"] or "x" * 40) == 40 and results.versions["transformers"].startswith("5.")
+    assert {"load_s", "data_s", "train_s", "evaluate_s", "total_s"} <= set(results.timings)
     predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").open()]
     assert len(predictions) == 8 and {"id", "prediction", "reference", "scores"} <= set(predictions[0])
     assert load_model(run_dir / "model").repcali is not None
@@ -78,22 +73,22 @@ def test_run_writes_results_then_skips_then_reruns(tmp_path):
 
     third = train("calib=on", "rerun=true", "save_model=false", runs_dir=tmp_path)
     assert third.returncode == 0, third.stderr[-3000:]
-    assert read_results(run_dir)["status"] == "completed"
+    assert read_results(run_dir).status == "completed"
     archived = list(run_dir.glob("results.completed.*.json"))
-    assert len(archived) == 1 and json.loads(archived[0].read_text())["started_at"] == results["started_at"]
+    assert len(archived) == 1 and json.loads(archived[0].read_text())["started_at"] == results.started_at
 
 
 @pytest.mark.slow
 def test_calib_off_and_on_differ_only_in_the_block(tmp_path):
     off = read_results(run_dir_of(train("calib=off", "save_model=false", runs_dir=tmp_path)))
     on = read_results(run_dir_of(train("calib=on", "save_model=false", runs_dir=tmp_path)))
-    assert off["params"]["added"] == 0 and on["params"]["added"] > 0
-    assert off["params"]["backbone"] == on["params"]["backbone"]
-    assert off["run_dir"] != on["run_dir"]
+    assert off.params["added"] == 0 and on.params["added"] > 0
+    assert off.params["backbone"] == on.params["backbone"]
+    assert off.run_dir != on.run_dir and off.identity.baseline == on.identity.baseline
 
 
 def test_default_config_composes_and_prints(tmp_path):
-    process = run(sys.executable, "train.py", "--cfg", "job", "model=bart_base", "task=xsum", "calib=on", timeout=60)
+    process = cli.run("train.py", "--cfg", "job", "model=bart_base", "task=xsum", "calib=on", timeout=60)
     assert process.returncode == 0, process.stderr
     assert "name_or_path: facebook/bart-base" in process.stdout and "enabled: true" in process.stdout
 
@@ -136,7 +131,7 @@ def test_bad_input_fails_with_one_clear_message_and_a_failed_record(tmp_path, ov
     assert len(error_lines) == 1 and message in error_lines[0] and "Fix: " in error_lines[0]
     assert "Traceback" not in process.stderr
     results = read_results(run_dir_of(process))
-    assert results["status"] == "failed" and message in results["error"]["message"]
+    assert results.status == "failed" and message in results.error.message
 
 
 @pytest.mark.slow
@@ -198,7 +193,7 @@ def test_a_failed_rerun_keeps_the_completed_record(tmp_path):
     completed = (run_dir / RESULTS_NAME).read_text()
     (data / "test.jsonl").unlink()
     process = train(*paths, "rerun=true", runs_dir=tmp_path)
-    assert process.returncode == 1 and read_results(run_dir)["status"] == "failed"
+    assert process.returncode == 1 and read_results(run_dir).status == "failed"
     assert [p.read_text() for p in run_dir.glob("results.completed.*.json")] == [completed]
 
 
@@ -206,36 +201,25 @@ def test_a_failed_rerun_keeps_the_completed_record(tmp_path):
 def test_wandb_without_api_key_falls_back_to_offline(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
     env.update(HOME=str(tmp_path / "home"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
-    process = run(
-        sys.executable, "train.py", *FAST, f"runs_dir={tmp_path / 'runs'}", "logger=wandb", "save_model=false", env=env
-    )
+    process = cli.run("train.py", *FAST, f"runs_dir={tmp_path / 'runs'}", "logger=wandb", "save_model=false", env=env)
     assert process.returncode == 0, process.stderr[-3000:]
     notices = [line for line in process.stdout.splitlines() if line.startswith("W&B:")]
     assert len(notices) == 1 and "no API key configured, logging offline" in notices[0]
     run_dir = run_dir_of(process)
-    assert read_results(run_dir)["status"] == "completed"
+    assert read_results(run_dir).status == "completed"
     assert list((run_dir / "wandb").glob("offline-run-*"))
 
 
 @pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tmp_path):
     """Distributed data parallel (gloo on CPU) through the same train.py: one record, all examples once."""
-    torchrun = Path(sys.executable).with_name("torchrun")
-    process = run(
-        str(torchrun),
-        "--standalone",
-        "--nproc_per_node=2",
-        "train.py",
-        *FAST,
-        f"runs_dir={tmp_path}",
-        "calib=on",
-        "save_model=false",
-    )
+    two = ("--standalone", "--nproc_per_node=2")
+    process = cli.run("torchrun", *two, "train.py", *FAST, f"runs_dir={tmp_path}", "calib=on", "save_model=false")
     assert process.returncode == 0, process.stderr[-3000:]
     results = read_results(run_dir_of(process))
-    assert results["status"] == "completed" and results["host"]["world_size"] == 2
-    assert results["metric_settings"]["n_examples"] == 8
-    assert len((Path(results["run_dir"]) / "predictions.jsonl").read_text().splitlines()) == 8
+    assert results.status == "completed" and results.host["world_size"] == 2
+    assert results.metric_settings["n_examples"] == 8
+    assert len((Path(results.run_dir) / "predictions.jsonl").read_text().splitlines()) == 8
 
 
 @pytest.mark.slow
@@ -248,7 +232,7 @@ def test_lora_with_repcali_records_its_parameters_and_saves_only_what_trains(tmp
     attentions = config.num_layers + 2 * config.num_decoder_layers  # q and v of each, r = 8 (conf/method/lora.yaml)
     lora = 2 * attentions * 8 * (config.d_model + config.num_heads * config.d_kv)
     block = 512 * config.d_model + 2 * config.d_model
-    params = read_results(run_dir)["params"]
+    params = read_results(run_dir).params
     assert (params["added"], params["repcali"], params["trainable"]) == (lora + block, block, lora + block)
     assert params["added_pct"] == pytest.approx(100 * (lora + block) / params["backbone"])
 
@@ -264,5 +248,5 @@ def test_frozen_without_calibration_evaluates_the_backbone_untrained(tmp_path):
     process = train("method=frozen", "save_model=false", runs_dir=tmp_path)
     assert process.returncode == 0, process.stderr[-3000:]
     results = read_results(run_dir_of(process))
-    assert results["status"] == "completed" and results["params"]["trainable"] == 0
-    assert "train_loss" not in results["metrics"] and math.isfinite(results["metrics"]["rouge1"])
+    assert results.status == "completed" and results.params["trainable"] == 0
+    assert "train_loss" not in results.metrics and math.isfinite(results.metrics["rouge1"])

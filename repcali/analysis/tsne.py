@@ -28,16 +28,16 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from repcali.errors import RepCaliError
-from repcali.runs import read_results
+from repcali.results import read_results
 
 
 def _load_run(run_dir: Path) -> DictConfig:
     results = read_results(run_dir)
-    if results is None or results.get("status") != "completed":
+    if results is None or results.status != "completed":
         raise RepCaliError(f"No completed run in {run_dir}. Fix: point at a run directory whose results.json is done.")
     if not (run_dir / "model").is_dir():
         raise RepCaliError(f"{run_dir} has no model/ (run with save_model=false). Fix: rerun it with save_model=true.")
-    return OmegaConf.create(results["config"])
+    return OmegaConf.create(results.config)
 
 
 def _examples(cfg: DictConfig, tokenizer, count: int) -> list[dict]:
@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     args = cli.parse_args(argv)
     try:
         sets = representation_sets(args.run_dir, args.examples)
-        results = read_results(args.run_dir)
-        title = f"{results['model']} on {results['task']}, calib={results['calib']}, seed {results['seed']}"
+        run = read_results(args.run_dir).identity
+        title = f"{run.model} on {run.task}, calib={run.calib}, seed {run.seed}"
         print(plot_tsne(sets, title, args.out or args.run_dir / "tsne.png"))
     except RepCaliError as error:
         raise SystemExit(f"error: {error}") from None

@@ -1,3 +1,28 @@
-from repcali.tables import main
+"""``python -m repcali.tables --runs runs --out tables``: what ``make tables`` runs."""
 
-main()
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from repcali.tables import build
+from repcali.tables.significance import RESAMPLES
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli = argparse.ArgumentParser(prog="python -m repcali.tables", description="Paper tables from results.json.")
+    cli.add_argument("--runs", type=Path, default=Path("runs"), help="folder scanned for results.json (runs)")
+    cli.add_argument("--out", type=Path, default=Path("tables"), help="where tables are written (tables)")
+    cli.add_argument("--resamples", type=int, default=RESAMPLES, help=f"bootstrap resamples ({RESAMPLES})")
+    args = cli.parse_args(argv)
+    start = time.perf_counter()
+    written = build(args.runs, args.out, args.resamples)
+    for path in written:
+        print(path)
+    seconds = time.perf_counter() - start
+    print(f"{len(written) // 4} tables from {args.runs} in {seconds:.1f} s" if written else f"No runs in {args.runs}.")
+
+
+if __name__ == "__main__":
+    main()

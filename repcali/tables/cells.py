@@ -1,83 +1,47 @@
 """Runs grouped into table cells: one setting (everything but the seed) over its seeds.
 
 A cell is a task × row (e.g. a backbone, or a backbone and a λ) × calibrated or not. Its runs
-share one *setting*: the hash of the resolved ``model``, ``task``, ``method``, ``calib`` and
-``trainer`` configs, i.e. the run identity of :func:`repcali.config.run_path` without the seed,
-so runs that differ in anything but the seed are never averaged together. A RepCali cell's
-baseline is the ``calib=off`` cell of the same table whose ``model``, ``task``, ``method`` and
-``trainer`` are identical: the same training without the block, compared seed by seed.
+share one :attr:`~repcali.identity.RunIdentity.setting`, so runs that differ in anything but the
+seed are never averaged together. A RepCali cell's baseline is the ``calib=off`` cell of the same
+table with the same :attr:`~repcali.identity.RunIdentity.baseline` hash: the same training
+without the block, compared seed by seed. Row fields are names of ``RunIdentity`` attributes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from repcali.config import RepCaliConfig
+from repcali.identity import BLOCK_OPTIONS, RunIdentity
+from repcali.results import Results
 
-CALIB_FIELDS = ("calib.lam", "calib.layernorm", "calib.train")
-CALIB_DEFAULTS = {f"calib.{name}": value for name, value in vars(RepCaliConfig()).items()}
 NOT_EVALUATION = {"train_loss"}  # in results.json metrics, but not a test-set score
-ROW_FORMATS = {"calib.lam": "λ={}", "calib.layernorm": "LN={}", "calib.train": "train={}"}
-
-
-def _digest(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-
-def normal_value(name: str, value: Any) -> Any:
-    """λ as a float whatever its spelling (1, 1.0), so recorded and swept values compare equal."""
-    return float(value) if name == "calib.lam" and value is not None else value
+ROW_FORMATS = {"lam": "λ={}", "layernorm": "LN={}", "train": "train={}"}
 
 
 @dataclass
 class Run:
-    """One ``results.json`` and what tables need from it."""
+    """One ``results.json``, found in ``path``."""
 
     path: Path
-    results: dict
+    results: Results
+
+    @property
+    def identity(self) -> RunIdentity:
+        return self.results.identity
 
     @property
     def status(self) -> str:
-        return self.results.get("status", "unknown")
-
-    @property
-    def config(self) -> dict:
-        return self.results.get("config") or {}
-
-    @cached_property
-    def fields(self) -> dict[str, Any]:
-        calib = self.config.get("calib") or {}
-        fields = {
-            "experiment": self.results.get("experiment"),
-            "task": self.results.get("task"),
-            "model": self.results.get("model"),
-            "method": self.results.get("method"),
-            "calibrated": bool(calib.get("enabled", self.results.get("calib") not in (None, "off"))),
-            "seed": self.results.get("seed"),
-        }
-        fields.update({name: normal_value(name, calib.get(name.split(".")[1])) for name in CALIB_FIELDS})
-        return fields
-
-    @cached_property
-    def setting(self) -> str:
-        return _digest([self.config.get(key) for key in ("model", "task", "method", "calib", "trainer")])
-
-    @cached_property
-    def baseline_key(self) -> str:
-        return _digest([self.config.get(key) for key in ("model", "task", "method", "trainer")])
+        return self.results.status
 
     @property
     def primary_metric(self) -> str | None:
-        return (self.config.get("task") or {}).get("primary_metric")
+        return (self.results.config.get("task") or {}).get("primary_metric")
 
 
 @dataclass
@@ -98,9 +62,9 @@ def stat(values: Iterable[float]) -> Stat | None:
 @dataclass
 class Cell:
     task: str
-    row: tuple  # values of the table's row fields; calib.* are None for a baseline
+    row: tuple  # values of the table's row fields; block options are None for a baseline
     calibrated: bool
-    fields: dict[str, Any]  # of its first run (or of the grid point, for a missing cell)
+    identity: RunIdentity  # of its first run (or of the grid point, for a missing cell)
     runs: list[Run] = field(default_factory=list)
     expected_seeds: set = field(default_factory=set)
     baseline: Cell | None = None
@@ -116,85 +80,84 @@ class Cell:
     def state(self) -> str:
         """done (all expected seeds), partial, failed, running, missing."""
         if self.completed:
-            return "done" if {r.fields["seed"] for r in self.completed} >= self.expected_seeds else "partial"
+            return "done" if {r.identity.seed for r in self.completed} >= self.expected_seeds else "partial"
         for state in ("failed", "running"):
             if self.count(state):
                 return state
         return "missing"
 
     def metric(self, name: str) -> Stat | None:
-        return stat(run.results.get("metrics", {}).get(name) for run in self.completed)
+        return stat(run.results.metrics.get(name) for run in self.completed)
 
     def param(self, name: str) -> Stat | None:
-        return stat(run.results.get("params", {}).get(name) for run in self.completed)
+        return stat(run.results.params.get(name) for run in self.completed)
 
     def pairs(self) -> list[tuple[Run, Run]]:
         """(RepCali run, baseline run) with the same seed, both completed."""
         if self.baseline is None:
             return []
-        by_seed = {run.fields["seed"]: run for run in self.baseline.completed}
-        return [(run, by_seed[run.fields["seed"]]) for run in self.completed if run.fields["seed"] in by_seed]
+        by_seed = {run.identity.seed: run for run in self.baseline.completed}
+        return [(run, by_seed[run.identity.seed]) for run in self.completed if run.identity.seed in by_seed]
 
     def delta(self, name: str) -> Stat | None:
         """RepCali − baseline over the paired seeds: mean and std of the per-seed differences."""
         differences = []
         for ours, theirs in self.pairs():
-            a, b = ours.results.get("metrics", {}).get(name), theirs.results.get("metrics", {}).get(name)
+            a, b = ours.results.metrics.get(name), theirs.results.metrics.get(name)
             if a is not None and b is not None:
                 differences.append(a - b)
         return stat(differences)
 
     def metrics(self) -> list[str]:
-        names = [name for run in self.completed for name in run.results.get("metrics", {})]
+        names = [name for run in self.completed for name in run.results.metrics]
         return [name for name in dict.fromkeys(names) if name not in NOT_EVALUATION]
 
 
 def group(
     runs: list[Run],
     row_fields: tuple[str, ...],
-    select: Callable[[dict], bool],
-    expected: list[dict] | None,
+    select: Callable[[RunIdentity], bool],
+    expected: list[RunIdentity] | None,
 ) -> list[Cell]:
     """Cells of one table, ordered: tasks and rows in grid order, each baseline before its RepCali rows.
 
-    ``expected`` are the grid points of the table's sweeps (fields dicts, as :attr:`Run.fields`);
-    a grid point with no run becomes a *missing* cell, and the grid's seeds are the seeds a cell
-    should have. Without a grid (an ad-hoc experiment) the table's observed seeds are expected.
+    ``expected`` are the grid points of the table's sweeps; a grid point with no run becomes a
+    *missing* cell, and the grid's seeds are the seeds a cell should have. Without a grid (an
+    ad-hoc experiment) the table's observed seeds are expected.
     """
     expected = [entry for entry in expected or [] if select(entry)]
 
-    def row_of(fields: dict) -> tuple:
+    def row_of(identity: RunIdentity) -> tuple:
         return tuple(
-            None if name in CALIB_FIELDS and not fields["calibrated"] else normal_value(name, fields.get(name))
+            None if name in BLOCK_OPTIONS and not identity.calibrated else getattr(identity, name)
             for name in row_fields
         )
 
-    def place(fields: dict) -> tuple:
-        return fields["task"], row_of(fields), fields["calibrated"]
+    def place(identity: RunIdentity) -> tuple:
+        return identity.task, row_of(identity), identity.calibrated
 
     cells: dict[tuple, Cell] = {}
     for run in runs:
-        fields = run.fields
-        if select(fields):
-            key = (*place(fields), run.setting)
-            cells.setdefault(key, Cell(*place(fields), fields=fields)).runs.append(run)
+        if select(run.identity):
+            key = (*place(run.identity), run.identity.setting)
+            cells.setdefault(key, Cell(*place(run.identity), identity=run.identity)).runs.append(run)
     seeds: dict[tuple, set] = {}
     for entry in expected:
-        seeds.setdefault(place(entry), set()).add(entry["seed"])
+        seeds.setdefault(place(entry), set()).add(entry.seed)
     for position, entry in zip(map(place, expected), expected, strict=True):
         if not any(key[:3] == position for key in cells):
-            cells[(*position, None)] = Cell(*position, fields=entry)
-    observed_seeds = {run.fields["seed"] for cell in cells.values() for run in cell.runs}
+            cells[(*position, None)] = Cell(*position, identity=entry)
+    observed_seeds = {run.identity.seed for cell in cells.values() for run in cell.runs}
     for key, cell in cells.items():
         cell.expected_seeds = seeds.get(key[:3], observed_seeds)
 
     baselines = {}
     for cell in sorted(cells.values(), key=lambda c: len(c.completed)):  # most completed runs wins
         if not cell.calibrated and cell.runs:
-            baselines[cell.runs[0].baseline_key] = cell
+            baselines[cell.runs[0].identity.baseline] = cell
     for cell in cells.values():
         if cell.calibrated and cell.runs:
-            cell.baseline = baselines.get(cell.runs[0].baseline_key)
+            cell.baseline = baselines.get(cell.runs[0].identity.baseline)
 
     grid_order = [place(entry) for entry in expected]
     order = {
@@ -208,7 +171,7 @@ def group(
             return (order[kind][value], "") if value in order[kind] else (len(order[kind]), str(value))
 
         base = _base(cell.row, row_fields)
-        setting = cell.runs[0].setting if cell.runs else ""
+        setting = cell.runs[0].identity.setting if cell.runs else ""
         return index("task", cell.task), index("base", base), cell.calibrated, index("row", cell.row), setting
 
     return sorted(cells.values(), key=sort_key)
@@ -219,7 +182,7 @@ def _positions(values: Iterable) -> dict[Any, int]:
 
 
 def _base(row: tuple, row_fields: tuple[str, ...]) -> tuple:
-    return tuple(None if name in CALIB_FIELDS else value for name, value in zip(row_fields, row, strict=True))
+    return tuple(None if name in BLOCK_OPTIONS else value for name, value in zip(row_fields, row, strict=True))
 
 
 def row_labels(cells: list[Cell], row_fields: tuple[str, ...]) -> dict[int, str]:
@@ -236,13 +199,13 @@ def row_labels(cells: list[Cell], row_fields: tuple[str, ...]) -> dict[int, str]
     labels = {}
     for cell in cells:
         values = dict(zip(row_fields, cell.row, strict=True))
-        base = " · ".join(str(values[name]) for name in shown if name not in CALIB_FIELDS)
-        calib = ", ".join(ROW_FORMATS[name].format(values[name]) for name in shown if name in CALIB_FIELDS)
+        base = " · ".join(str(values[name]) for name in shown if name not in BLOCK_OPTIONS)
+        calib = ", ".join(ROW_FORMATS[name].format(values[name]) for name in shown if name in BLOCK_OPTIONS)
         labels[id(cell)] = base + (" + RepCali" + (f" ({calib})" if calib else "") if cell.calibrated else "")
     seen: dict[tuple, list[Cell]] = {}
     for cell in cells:
         seen.setdefault((cell.task, labels[id(cell)]), []).append(cell)
     for clash in (group for group in seen.values() if len(group) > 1):
         for cell in clash:
-            labels[id(cell)] += f" [{cell.runs[0].setting if cell.runs else 'missing'}]"
+            labels[id(cell)] += f" [{cell.runs[0].identity.setting if cell.runs else 'missing'}]"
     return labels

@@ -15,6 +15,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from repcali.identity import RunIdentity
+
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.csv")
 
 
@@ -32,13 +34,15 @@ class PaperNumber:
     source: str
     note: str
 
-    def matches(self, table: str, task: str, fields: dict, metric: str) -> bool:
+    def matches(self, table: str, run: RunIdentity, metric: str) -> bool:
+        """Whether this number belongs beside ``run``'s cell of ``table`` for ``metric``."""
+        calib = "on" if run.calibrated else "off"
         return (self.table, self.task, self.model, self.method, self.calib, self.metric) == (
             table,
-            task,
-            fields.get("model"),
-            fields.get("method"),
-            "on" if fields.get("calibrated") else "off",
+            run.task,
+            run.model,
+            run.method,
+            calib,
             metric,
         )
 

@@ -24,6 +24,7 @@ tested (``n/a``), never guessed.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -77,6 +78,29 @@ def paired_differences(pairs: list[tuple[Path, Path]], metrics: list[str]) -> np
     if not shared:
         return None
     return np.mean([[seed[example_id] for example_id in shared] for seed in per_seed], axis=0)
+
+
+@dataclass
+class Tested:
+    """What :func:`paired_test` found: a p-value per tested metric, and how many examples were tested."""
+
+    p_values: dict[str, float] = field(default_factory=dict)
+    examples: int = 0
+
+
+def paired_test(pairs: list[tuple[Path, Path]], metrics: list[str], resamples: int = RESAMPLES) -> Tested:
+    """The test of a RepCali cell: its (RepCali, baseline) run directories, one pair per seed.
+
+    Tests each metric that has per-example scores in every run; nothing when a run has no predictions.
+    """
+    loaded = [example_scores(path) for pair in pairs for path in pair]
+    if not pairs or any(scores is None for scores in loaded):
+        return Tested()
+    testable = [m for m in metrics if all(m in scores[1] for scores in loaded)]
+    differences = paired_differences(pairs, testable) if testable else None
+    if differences is None:
+        return Tested()
+    return Tested(dict(zip(testable, bootstrap_p(differences, resamples), strict=True)), len(differences))
 
 
 def bootstrap_p(differences: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
