@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from repcali.config import register, run_path, unknown_choice
 from repcali.errors import RepCaliError
 from repcali.experiment import run_experiment
+from repcali.redact import secret_in_overrides
 from repcali.report import metrics_table
 
 register()
@@ -54,6 +55,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    if problem := unknown_choice(sys.argv[1:]):
+    if problem := unknown_choice(sys.argv[1:]) or secret_in_overrides(sys.argv[1:]):
         sys.exit(f"error: {problem}")
     main()

@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from repcali.config import run_path
+from repcali.redact import refuse_secrets
 from repcali.runs import RunRecord, read_results, write_predictions
 from repcali.tracking import finish_wandb, is_main_process, start_wandb
 
@@ -34,6 +35,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     from transformers import set_seed
 
     from repcali.calibration import attach_repcali
+    from repcali.checkpoints import resume_hint, saving, train_resuming
     from repcali.config import repcali_config
     from repcali.data import build_task_data
     from repcali.methods import apply_method, check_combination, unwrap
@@ -42,6 +44,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     from repcali.runs import host_info
     from repcali.training import build_trainer, predict
 
+    refuse_secrets(cfg)
     check_combination(cfg.method.name, cfg.calib.enabled, cfg.calib.train)
     record.data["host"] = host_info()
     set_seed(cfg.seed)
@@ -59,13 +62,15 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
         data = build_task_data(
             cfg.task, tokenizer, use_prefix=cfg.model.task_prefix, max_positions=cfg.model.max_positions
         )
+    record.data["truncation"] = data.truncation
 
     report_to = start_wandb(cfg, run_dir, run_path(cfg))
     trainer = build_trainer(cfg, model, tokenizer, data, run_dir, report_to)
     with record.timed("train"):  # nothing to train (method=frozen calib=off): the backbone is evaluated as loaded
-        train_output = trainer.train() if record.data["params"]["trainable"] else None
+        train_output = train_resuming(trainer, run_dir) if record.data["params"]["trainable"] else None
     if train_output is not None:
         record.data["timings"]["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
+        record.data["resumed_from_step"] = train_output.resumed_from_step
 
     with record.timed("evaluate"):
         predictions = predict(trainer, data.eval, tokenizer, cfg.task.language)
@@ -84,7 +89,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
         if cfg.save_model:
             with record.timed("save"):  # a pretrained backbone is reloaded from its source, not copied
                 base_model = model.config.name_or_path if cfg.model.init == "pretrained" else None
-                save_model(model, tokenizer, run_dir / "model", base_model=base_model)
+                with saving(run_dir / "model", resume_hint(run_dir)):
+                    save_model(model, tokenizer, run_dir / "model", base_model=base_model)
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
@@ -93,8 +99,12 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
     Every failure, Ctrl-C included, is recorded in ``results.json`` and returned, never raised.
     """
     previous = read_results(run_dir)
-    if previous and previous["status"] == "completed" and not cfg.rerun:
-        return Outcome(previous, skipped=True)
+    if previous and previous["status"] == "completed":
+        if not cfg.rerun:
+            return Outcome(previous, skipped=True)
+        from repcali.checkpoints import remove_checkpoints  # here: importing torch is for runs that run
+
+        remove_checkpoints(run_dir)  # a rerun trains from step 0, not from the completed run's last checkpoint
 
     record = RunRecord(run_dir, cfg, write=is_main_process())
     record.start()
@@ -102,6 +112,10 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
     try:
         train_and_evaluate(cfg, run_dir, record)
         record.complete()
+        if is_main_process():
+            from repcali.checkpoints import remove_checkpoints
+
+            remove_checkpoints(run_dir)  # only now: a kill before `completed` is on disk resumes from them
     except BaseException as caught:  # record every failure, Ctrl-C included, before reporting it
         error = caught
         record.fail(caught)

@@ -22,6 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from repcali.config import PROJECT_ROOT
+from repcali.redact import redact
 
 RESULTS_NAME = "results.json"
 PREDICTIONS_NAME = "predictions.jsonl"
@@ -157,7 +158,7 @@ class RunRecord:
             "metrics": {},
             "metric_settings": {},
             "params": {},
-            "config": OmegaConf.to_container(cfg, resolve=True),
+            "config": redact(OmegaConf.to_container(cfg, resolve=True)),
             "git": git_info(),
             "versions": package_versions(),
             "host": None,

@@ -8,6 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from repcali.redact import redact
+
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
@@ -36,7 +38,7 @@ def start_wandb(cfg: DictConfig, run_dir: Path, run_name: str) -> list[str]:
         job_type="train",
         dir=str(run_dir),
         mode=mode,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=redact(OmegaConf.to_container(cfg, resolve=True)),
         settings=wandb.Settings(init_timeout=60),
     )
     try:
