@@ -57,10 +57,8 @@ def _find(value: Any, path: str, secrets: list[str]) -> list[str]:
         return [found for i, item in enumerate(value) for found in _find(item, f"{path}{i}.", secrets)]
     if isinstance(value, str):
         key = _override_key(value)
-        if key and is_secret_key(key.rpartition(".")[2]):
-            return [key]
-        if any(secret in value for secret in secrets):
-            return [path.rstrip(".") or "a value"]
+        if (key and is_secret_key(key.rpartition(".")[2])) or any(secret in value for secret in secrets):
+            return [key or path.rstrip(".") or "a value"]
     return []
 
 

@@ -14,6 +14,8 @@ os.environ.update(
     # Tiny models: one thread is fastest, and several spin-wait badly on a shared 2-core CI machine.
     OMP_NUM_THREADS="1",
     HF_DATASETS_CACHE=os.path.join(tempfile.gettempdir(), f"repcali-tests-{os.getuid()}", "datasets"),
+    # where transformers copies a checkpoint's own code (the trust_remote_code tests), not ~/.cache
+    HF_MODULES_CACHE=os.path.join(tempfile.gettempdir(), f"repcali-tests-{os.getuid()}", "modules"),
 )
 
 import pytest  # noqa: E402
