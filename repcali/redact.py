@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from repcali.errors import RepCaliError
@@ -22,7 +23,8 @@ from repcali.errors import RepCaliError
 REDACTED = "<redacted>"
 # Key names that hold secrets: hub_token, token, api_key, wandb_api_key, password, client_secret, ...
 _SECRET_KEY = re.compile(r"(^|_)(token|api_?key|secret|password|passwd|credentials?)$", re.IGNORECASE)
-_SECRET_ENV = re.compile(r"(TOKEN|API_?KEY|SECRET|PASSWORD)", re.IGNORECASE)
+# Environment variables holding secrets: HF_TOKEN, WANDB_API_KEY, AWS_SECRET_ACCESS_KEY (not HF_TOKEN_PATH)
+_SECRET_ENV = re.compile(r"(^|_)(TOKEN|API_?KEY|ACCESS_KEY|SECRET|PASSWORD)$", re.IGNORECASE)
 _MIN_SECRET_LENGTH = 8  # shorter environment values are not treated as secrets (they would match anything)
 
 
@@ -112,12 +114,6 @@ def _write_yaml(config: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(redact(config))))
     os.replace(tmp, path)
-
-
-try:
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra is a dependency; keeps the module importable without it
-    Callback = object
 
 
 class RedactedHydraOutput(Callback):

@@ -20,11 +20,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import set_seed
+from omegaconf import OmegaConf
+from transformers import TrainerCallback, set_seed
 
 from repcali.checkpoints import (
     CHECKPOINTS_DIR,
     MANIFEST_NAME,
+    Checkpointer,
     checkpoint_folders,
     incompleteness,
     latest_checkpoint,
@@ -170,6 +172,17 @@ def test_completeness_is_checked_by_manifest_size_and_structure(tmp_path):
         write_manifest(torn)
 
 
+def _compose(*overrides: str):
+    """The config train.py composes from SURVIVE (its max_steps left out) and ``overrides``."""
+    from hydra import compose, initialize_config_dir
+
+    from repcali.config import register
+
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=[*(o for o in SURVIVE if not o.startswith("trainer.max_steps")), *overrides])
+
+
 def _build_trainer(cfg, run_dir: Path):
     from repcali.calibration import attach_repcali
     from repcali.config import repcali_config
@@ -193,14 +206,7 @@ def _build_trainer(cfg, run_dir: Path):
 )
 def test_resume_restores_the_block_and_the_method_weights_exactly(tmp_path, method, calib):
     """PEFT checkpoints hold only the adapter; the block is saved beside it and restored on resume."""
-    from hydra import compose, initialize_config_dir
-
-    from repcali.config import register
-
-    register()
-    overrides = [o for o in SURVIVE if not o.startswith(("trainer.max_steps", "calib="))]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "trainer.max_steps=4", f"method={method}", f"calib={calib}"])
+    cfg = _compose("trainer.max_steps=4", f"method={method}", f"calib={calib}")
 
     whole = _build_trainer(cfg, tmp_path / "whole")
     expected = train_resuming(whole, tmp_path / "whole")
@@ -221,6 +227,26 @@ def test_resume_restores_the_block_and_the_method_weights_exactly(tmp_path, meth
         assert [k for k in state if not torch.equal(state[k], resumed_state[k])] == []
 
 
+def test_saves_on_the_clock_at_logging_steps_and_on_request(tmp_path):
+    clock = _compose("checkpoint.every_steps=null", "checkpoint.every_minutes=1e-9", "checkpoint.keep=3")
+    trainer = _build_trainer(OmegaConf.merge(clock, {"trainer": {"max_steps": 6, "logging_steps": 2}}), tmp_path)
+    train_resuming(trainer, tmp_path)
+    assert [c.step for c in checkpoint_folders(tmp_path / CHECKPOINTS_DIR)] == [2, 4, 6]  # 6: end of training
+
+    class Signal(TrainerCallback):  # what a signal handler will do: ask, from outside the training loop
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                checkpointer.save_at_next_step(stop=True)
+
+    requested = _compose("checkpoint.every_steps=null", "checkpoint.every_minutes=60", "trainer.max_steps=6")
+    trainer = _build_trainer(requested, tmp_path / "requested")
+    checkpointer = next(c for c in trainer.callback_handler.callbacks if isinstance(c, Checkpointer))
+    trainer.add_callback(Signal())
+    train_resuming(trainer, tmp_path / "requested")
+    assert trainer.state.global_step == 3 and latest_checkpoint(tmp_path / "requested").step == 3
+    assert [c.step for c in checkpoint_folders(tmp_path / "requested" / CHECKPOINTS_DIR)] == [3]
+
+
 def _unshare_works() -> bool:
     try:
         return subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=10).returncode == 0
@@ -233,15 +259,11 @@ needs_userns = pytest.mark.skipif(
 )
 
 
-def run_dir_for(runs_dir: Path, *overrides: str) -> Path:
-    """Where train.py will put this run (its directory is a function of the config)."""
-    from hydra import compose, initialize_config_dir
+def run_dir_for(runs_dir: Path) -> Path:
+    """Where train.py will put the SURVIVE run (its directory is a function of the config)."""
+    from repcali.config import run_path
 
-    from repcali.config import register, run_path
-
-    register()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return runs_dir / run_path(compose("train", overrides=[*SURVIVE, *overrides]))
+    return runs_dir / run_path(_compose("trainer.max_steps=8"))
 
 
 def train_on_full_disk(full: Path, runs_dir: Path) -> subprocess.CompletedProcess:
