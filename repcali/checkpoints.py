@@ -42,7 +42,14 @@ CHECKPOINTS_DIR = "checkpoints"  # inside a run directory: the Trainer's output_
 MANIFEST_NAME = "repcali_manifest.json"  # written last: the folder is complete
 STATE_NAME = "repcali_state.json"  # what the Trainer's own state leaves out (the loss sum since step 0)
 _FOLDER = re.compile(r"^checkpoint-(\d+)$")
-_SAVE_ERRORS = (OSError, RuntimeError, SafetensorError)  # what a full disk raises (torch: RuntimeError)
+
+
+def _is_write_error(error: BaseException) -> bool:
+    """What a failed write raises while saving: OSError (Python), SafetensorError, and RuntimeError
+    (torch.save's writer, whose message varies), but not an out-of-memory error."""
+    return isinstance(error, (OSError, SafetensorError, RuntimeError)) and not isinstance(
+        error, torch.OutOfMemoryError
+    )
 
 
 @dataclass(frozen=True)
@@ -225,7 +232,8 @@ def save_failure(folder: Path, error: BaseException, resume_hint: str) -> RepCal
     detail = str(error).splitlines()[0] if str(error) else ""
     return RepCaliError(
         f"Could not save {folder} ({type(error).__name__}: {detail}; {free}). "
-        f"Fix: free disk space there, then run the same command again: it {resume_hint}."
+        f"Fix: free disk space there (or mend what that error names), then run the same command again: "
+        f"it {resume_hint}."
     )
 
 
@@ -234,7 +242,9 @@ def saving(folder: Path, resume_hint: str):
     """Turn an I/O error while writing ``folder`` into :func:`save_failure`'s error."""
     try:
         yield
-    except _SAVE_ERRORS as error:
+    except Exception as error:
+        if not _is_write_error(error):
+            raise
         raise save_failure(folder, error, resume_hint) from error
 
 
@@ -282,8 +292,8 @@ def train_resuming(trainer, run_dir: Path) -> Trained:
         return Trained(trainer.running_loss.total() / max(trainer.state.global_step, 1), {}, latest.step)
     try:
         output = trainer.train(resume_from_checkpoint=str(latest.path) if latest else None)
-    except _SAVE_ERRORS as error:
-        if checkpointer is None or checkpointer.saving is None:
+    except Exception as error:
+        if checkpointer is None or checkpointer.saving is None or not _is_write_error(error):
             raise
         folder = Path(trainer.args.output_dir) / f"checkpoint-{checkpointer.saving}"
         raise save_failure(folder, error, resume_hint(run_dir)) from error

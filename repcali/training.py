@@ -29,16 +29,19 @@ class RunningLoss:
     """
 
     def __init__(self) -> None:
-        self._sum: torch.Tensor | None = None
+        self._start = 0.0  # the sum restored from a checkpoint
+        self._sum: torch.Tensor | None = None  # on the loss's device, from the first step of this process
         self._synchronized = True
 
     def add(self, loss: torch.Tensor) -> None:
         loss = loss.detach().to(torch.float32 if loss.device.type == "mps" else torch.float64)
-        self._sum = loss if self._sum is None else self._sum + loss
+        if self._sum is None:
+            self._sum = torch.full((), self._start, dtype=loss.dtype, device=loss.device)
+        self._sum = self._sum + loss
         self._synchronized = False
 
     def total(self) -> float:
-        return 0.0 if self._sum is None else self._sum.item()
+        return self._start if self._sum is None else self._sum.item()
 
     def synchronize(self) -> None:
         """Make the sum the mean over processes (a no-op on one process, or when nothing was added since)."""
@@ -52,7 +55,7 @@ class RunningLoss:
         return {"loss_sum": self.total()}
 
     def load_state_dict(self, state: dict) -> None:
-        self._sum = torch.tensor(state["loss_sum"], dtype=torch.float64)
+        self._start, self._sum = float(state["loss_sum"]), None
 
 
 class FiniteLoss(TrainerCallback):

@@ -30,9 +30,11 @@ from repcali.checkpoints import (
     checkpoint_folders,
     incompleteness,
     latest_checkpoint,
+    saving,
     train_resuming,
     write_manifest,
 )
+from repcali.errors import RepCaliError
 from repcali.runs import read_results
 from tests.test_train import FAST, ROOT, run_dir_of
 
@@ -247,6 +249,29 @@ def test_saves_on_the_clock_at_logging_steps_and_on_request(tmp_path):
     assert [c.step for c in checkpoint_folders(tmp_path / "requested" / CHECKPOINTS_DIR)] == [3]
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_write_that_finds_the_device_full_becomes_a_clean_error_and_leaves_no_partial_folder(tmp_path):
+    """/dev/full answers every write with ENOSPC: torch.save then fails with a RuntimeError from its
+    writer, Python writes with OSError(ENOSPC). An out-of-memory error is not a write error."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "optimizer.pt").symlink_to("/dev/full")
+    with pytest.raises(RepCaliError) as caught, saving(folder, "resumes from checkpoint-2"):
+        torch.save({"w": torch.zeros(100)}, folder / "optimizer.pt")
+    assert f"Could not save {folder} (RuntimeError: " in str(caught.value) and "MiB free there" in str(caught.value)
+    assert "Fix: free disk space there" in str(caught.value)
+    assert str(caught.value).endswith("then run the same command again: it resumes from checkpoint-2.")
+    assert not folder.exists()
+
+    folder.mkdir()
+    (folder / "config.json").symlink_to("/dev/full")
+    with pytest.raises(RepCaliError, match=r"OSError: \[Errno 28\] No space left on device"), saving(folder, "x"):
+        (folder / "config.json").write_text("{}" * 10_000)
+    with pytest.raises(torch.OutOfMemoryError), saving(folder, "x"):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+
 def _unshare_works() -> bool:
     try:
         return subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=10).returncode == 0
@@ -293,7 +318,7 @@ def test_a_full_disk_while_checkpointing_fails_cleanly_and_keeps_the_previous_ch
     assert process.returncode == 1
     line = error_line(process)
     assert "Could not save" in line and "checkpoint-4" in line and "No space left on device" in line
-    assert "Fix: free disk space there, then run the same command again: it resumes from checkpoint-2." in line
+    assert "Fix: free disk space there" in line and line.endswith("it resumes from checkpoint-2.")
     results = read_results(run_dir)
     assert results["status"] == "failed" and "No space left" in results["error"]["message"]
     assert latest_checkpoint(run_dir).step == 2 and incompleteness(latest_checkpoint(run_dir).path) is None
