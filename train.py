@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 from repcali.config import register, unknown_choice
 from repcali.errors import RepCaliError
 from repcali.experiment import run_experiment
+from repcali.redact import secret_in_overrides
 from repcali.report import metrics_table
 from repcali.results import RESULTS_NAME
 
@@ -76,6 +77,6 @@ def remove_unrecorded(run_dir: Path, runs_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    if problem := unknown_choice(sys.argv[1:]):
+    if problem := unknown_choice(sys.argv[1:]) or secret_in_overrides(sys.argv[1:]):
         sys.exit(f"error: {problem}")
     main()

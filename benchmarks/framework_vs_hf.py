@@ -71,6 +71,7 @@ def measure_setting(setting: Setting, work: Path) -> dict[str, Any]:
         f"model.name_or_path={model_folder}",
         "task=aclsum",
         "calib=off",
+        "checkpoint.every_minutes=null",  # the plain script saves no checkpoint either
         f"trainer.max_steps={setting.max_steps}",
         f"task.max_source_length={setting.max_source_length}",
         # evaluation is outside samples/s; keep it short

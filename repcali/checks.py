@@ -13,11 +13,13 @@ from omegaconf import DictConfig
 
 from repcali.config import repcali_config
 from repcali.methods import check_combination, method_named
+from repcali.redact import refuse_secrets
 from repcali.training import training_arguments
 
 
 def check_config(cfg: DictConfig, run_dir: Path) -> None:
     """Raise a :class:`~repcali.errors.RepCaliError` naming the first problem and its fix."""
+    refuse_secrets(cfg)  # a key or token in a config file: refused before anything writes the config
     repcali_config(cfg.calib)  # RepCaliConfig checks its own options: λ finite, LearnEmb's size
     method_named(cfg.method.name).settings(cfg.method.options)
     check_combination(cfg.method.name, cfg.calib.enabled, cfg.calib.train)

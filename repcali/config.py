@@ -111,6 +111,8 @@ class ModelConfig:
     unsupported: str | None = None  # why this backbone cannot run here; selecting it fails with this reason
     learning_rate: float = 5e-5  # recommended; trainer.learning_rate reads it
     batch_size: int = 8  # recommended per-device batch; trainer reads it
+    # Run the checkpoint's own Python code (hub repos with auto_map). Never passed unless set here; printed when set.
+    trust_remote_code: bool = False
 
 
 @dataclass
@@ -208,6 +210,22 @@ class LoggerConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """Trainer checkpoints in ``<run dir>/checkpoints/``, from which the same command resumes a killed run.
+
+    Not part of the run's identity: when and how often a run is saved does not change its result.
+    A checkpoint is written every ``every_minutes`` of wall time (read at logging steps), every
+    ``every_steps`` optimizer steps if set, and at the end of training; both intervals null: none.
+    ``keep`` complete checkpoints stay; an older one is deleted only once a newer one is complete.
+    They are deleted when the run completes.
+    """
+
+    every_minutes: float | None = 10.0
+    every_steps: int | None = None
+    keep: int = 2
+
+
+@dataclass
 class TrainConfig:
     """One run: a backbone fine-tuned on a task, with or without RepCali, for one seed."""
 
@@ -217,6 +235,7 @@ class TrainConfig:
     calib: CalibConfig = field(default_factory=CalibConfig)
     trainer: dict[str, Any] = field(default_factory=dict)  # Seq2SeqTrainingArguments fields
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # not in IDENTITY_KEYS
     experiment_name: str = "default"  # the group of runs: W&B group, first run-dir level (set by experiment=)
     seed: int = 42
     runs_dir: str = "runs"

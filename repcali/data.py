@@ -6,8 +6,9 @@ runs and tests (``task.data_files.train=path/to/train.jsonl``): only the source 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
@@ -17,8 +18,12 @@ from repcali.config import PROJECT_ROOT
 from repcali.errors import RepCaliError
 from repcali.formatters import get_formatter
 
+log = logging.getLogger("repcali")
+
 _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
-_COLUMNS = ("input_ids", "attention_mask", "labels", "length", "references", "example_id")  # of a tokenized split
+_CUT = ("source_cut", "target_cut")  # per row: did max_source_length / max_target_length drop tokens
+# of a tokenized split
+_COLUMNS = ("input_ids", "attention_mask", "labels", "length", "references", "example_id", *_CUT)
 
 
 @dataclass
@@ -29,6 +34,8 @@ class TaskData:
     eval: Dataset  # sorted by source length, longest first: batched generation pads little
     eval_ids: list[str]
     eval_references: list[list[str]]  # one or more references per evaluation example
+    # the length limits and, per split, how many rows lost tokens to them (recorded in results.json)
+    truncation: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -134,6 +141,34 @@ def group_by_source(examples: list[Example]) -> list[Example]:
     return list(merged.values())
 
 
+def _cut(encoded, texts: list[str], tokenizer, max_length: int, target: bool = False) -> list[bool]:
+    """Which texts lost tokens to ``max_length``. Fast tokenizers say so (an encoding's overflow);
+    others are measured once more without truncation."""
+    if encoded.encodings is not None:
+        return [bool(encoding.overflowing) for encoding in encoded.encodings]
+    full = tokenizer(text_target=texts) if target else tokenizer(texts)
+    return [len(ids) > max_length for ids in full["input_ids"]]
+
+
+def _truncation(tokenized: dict[str, Dataset], max_source: int, max_target: int) -> dict:
+    """Per split: rows, and how many sources and targets were cut. Logged, so a cut is never silent."""
+    report: dict = {"max_source_length": max_source, "max_target_length": max_target}
+    for split, rows in tokenized.items():
+        counts = {"rows": len(rows), "sources_cut": sum(rows["source_cut"]), "targets_cut": sum(rows["target_cut"])}
+        report[split] = counts
+        if counts["sources_cut"] or counts["targets_cut"]:
+            log.info(
+                "%s: %d of %d sources cut at %d tokens, %d targets at %d",
+                split,
+                counts["sources_cut"],
+                len(rows),
+                max_source,
+                counts["targets_cut"],
+                max_target,
+            )
+    return report
+
+
 def _limit(dataset: Dataset, limit: int | None) -> Dataset:
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
 
@@ -142,7 +177,8 @@ def build_task_data(task: DictConfig, tokenizer, use_prefix: bool, max_positions
     """Load, format and tokenize; tokenized splits are cached by ``datasets`` between runs.
 
     Training has one row per (source, reference); evaluation one row per source with all its
-    references. Sources are cut at ``min(task.max_source_length, max_positions)``.
+    references. Sources are cut at ``min(task.max_source_length, max_positions)``; how many were cut
+    is counted per split (``TaskData.truncation``).
     """
     splits = load_splits(task)
     splits["train"] = _limit(splits["train"], task.max_train_samples)
@@ -167,12 +203,15 @@ def build_task_data(task: DictConfig, tokenizer, use_prefix: bool, max_positions
         )
         if not pairs:
             return {column: [] for column in _COLUMNS}
-        features = tokenizer([ex.source for ex, _ in pairs], max_length=max_source, truncation=True)
-        features = {key: features[key] for key in ("input_ids", "attention_mask")}  # no token_type_ids: generate()
+        sources = [ex.source for ex, _ in pairs]
+        targets = [reference for _, reference in pairs]
+        encoded = tokenizer(sources, max_length=max_source, truncation=True)
+        features = {key: encoded[key] for key in ("input_ids", "attention_mask")}  # no token_type_ids: generate()
         # rejects them (BERT-style tokenizers: Chinese BART, BERT2BERT)
-        features["labels"] = tokenizer(
-            text_target=[reference for _, reference in pairs], max_length=max_target, truncation=True
-        )["input_ids"]
+        labels = tokenizer(text_target=targets, max_length=max_target, truncation=True)
+        features["labels"] = labels["input_ids"]
+        features["source_cut"] = _cut(encoded, sources, tokenizer, max_source)
+        features["target_cut"] = _cut(labels, targets, tokenizer, max_target, target=True)
         features["length"] = [len(ids) for ids in features["input_ids"]]
         features["references"] = [ex.references for ex, _ in pairs]
         features["example_id"] = [ex.id for ex, _ in pairs]
@@ -191,10 +230,12 @@ def build_task_data(task: DictConfig, tokenizer, use_prefix: bool, max_positions
             fn_kwargs={"evaluation": evaluation},
             desc=f"tokenize {split}",
         )
+    truncation = _truncation(tokenized, max_source, max_target)
     evaluation = tokenized[task.eval_split].sort("length", reverse=True)
     return TaskData(
-        train=tokenized["train"].remove_columns(["references", "example_id"]),
-        eval=evaluation.remove_columns(["references", "example_id"]),
+        train=tokenized["train"].remove_columns(["references", "example_id", *_CUT]),
+        eval=evaluation.remove_columns(["references", "example_id", *_CUT]),
         eval_ids=list(evaluation["example_id"]),
         eval_references=[list(refs) for refs in evaluation["references"]],
+        truncation=truncation,
     )

@@ -35,6 +35,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
     from transformers import set_seed
 
     from repcali.calibration import attach_repcali
+    from repcali.checkpoints import resume_hint, saving, train_resuming
     from repcali.config import repcali_config
     from repcali.data import build_task_data
     from repcali.methods import apply_method, unwrap
@@ -60,13 +61,15 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
         data = build_task_data(
             cfg.task, tokenizer, use_prefix=cfg.model.task_prefix, max_positions=cfg.model.max_positions
         )
+    results.truncation = data.truncation
 
     report_to = start_wandb(cfg, run_dir, results.identity)
     trainer = build_trainer(cfg, model, tokenizer, data, run_dir, report_to)
     with record.timed("train"):  # nothing to train (method=frozen calib=off): the backbone is evaluated as loaded
-        train_output = trainer.train() if results.params["trainable"] else None
+        train_output = train_resuming(trainer, run_dir) if results.params["trainable"] else None
     if train_output is not None:
         results.timings["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
+        results.resumed_from_step = train_output.resumed_from_step
 
     with record.timed("evaluate"):
         predictions = predict(trainer, data.eval, tokenizer, cfg.task.language)
@@ -85,7 +88,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
         if cfg.save_model:
             with record.timed("save"):  # a pretrained backbone is reloaded from its source, not copied
                 base_model = model.config.name_or_path if cfg.model.init == "pretrained" else None
-                save_model(model, tokenizer, run_dir / "model", base_model=base_model)
+                with saving(run_dir / "model", resume_hint(run_dir)):
+                    save_model(model, tokenizer, run_dir / "model", base_model=base_model)
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
@@ -101,19 +105,24 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
         previous = None
     if previous and previous.status == "completed" and not cfg.rerun:
         return Outcome(previous, skipped=True)
-    from repcali.checks import check_config  # loads transformers: after the skip, which stays fast
+    from repcali.checkpoints import remove_checkpoints  # loads torch and transformers: after the skip
+    from repcali.checks import check_config
 
     try:
         check_config(cfg, run_dir)
     except RepCaliError as refusal:
         return Outcome(None, refusal)
 
+    if previous and previous.status == "completed":
+        remove_checkpoints(run_dir)  # a rerun trains from step 0, not from the completed run's last checkpoint
     record = RunRecord(run_dir, cfg, write=is_main_process())
     record.start()
     error: BaseException | None = None
     try:
         train_and_evaluate(cfg, run_dir, record)
         record.complete()
+        if is_main_process():
+            remove_checkpoints(run_dir)  # only now: a kill before `completed` is on disk resumes from them
     except BaseException as caught:  # record every failure, Ctrl-C included, before reporting it
         error = caught
         record.fail(caught)

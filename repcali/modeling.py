@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import pickle
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from repcali.errors import RepCaliError
 from repcali.methods import load_method, save_method, unwrap
 
 PACKAGE_SCHEME = "package:"
+log = logging.getLogger("repcali")
 
 
 def _local_or_hub(name_or_path: str) -> str:
@@ -37,6 +40,10 @@ def load_backbone(model_cfg: DictConfig, language: str = "en") -> tuple[PreTrain
     """Model and tokenizer by hub id, local folder or package folder, made as ``model.init`` says.
 
     ``language`` (the task's) picks the language code of multilingual tokenizers (mBART-50).
+    A checkpoint's own Python code runs only with ``model.trust_remote_code=true`` (said in the log);
+    otherwise ``trust_remote_code=False`` is passed, so transformers refuses at once instead of asking.
+    Weights load from safetensors where the checkpoint has them; pickled ones only through
+    ``torch.load(weights_only=True)`` (transformers' own), which refuses code.
     """
     if model_cfg.unsupported:
         raise RepCaliError(
@@ -48,26 +55,45 @@ def load_backbone(model_cfg: DictConfig, language: str = "en") -> tuple[PreTrain
             f"model.init={model_cfg.init!r} is unknown. Fix: use 'pretrained', 'scratch' or 'encoder_decoder'."
         )
     source = _local_or_hub(model_cfg.name_or_path)
+    remote = {"trust_remote_code": bool(model_cfg.trust_remote_code)}
+    if model_cfg.trust_remote_code:
+        log.warning("model.trust_remote_code=true: running the Python code that %s ships.", model_cfg.name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(_local_or_hub(model_cfg.tokenizer or model_cfg.name_or_path))
+        tokenizer = AutoTokenizer.from_pretrained(
+            _local_or_hub(model_cfg.tokenizer or model_cfg.name_or_path), **remote
+        )
         if model_cfg.init == "encoder_decoder":
             return _warm_started_encoder_decoder(source, tokenizer), tokenizer
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, **remote)
     except OSError as error:
         raise RepCaliError(
             f"Could not load model {model_cfg.name_or_path!r} ({error.__class__.__name__}: {str(error)[:200]}). "
             "Fix: check the hub id and the network (HF_HUB_OFFLINE=1 forbids downloads), "
             "or point model.name_or_path at a local folder saved with save_pretrained."
         ) from error
+    except ValueError as error:
+        if "trust_remote_code" not in str(error):
+            raise
+        raise RepCaliError(
+            f"Model {model_cfg.name_or_path!r} needs its own Python code, which is not run unless asked for. "
+            "Fix: choose a backbone that transformers supports, or, if you trust that code, set "
+            "trust_remote_code: true in its conf/model/ file."
+        ) from None
     if not config.is_encoder_decoder:
         raise RepCaliError(
             f"Model {model_cfg.name_or_path!r} ({config.model_type}) is not an encoder-decoder; RepCali calibrates "
             "the encoder output that the decoder reads. Fix: choose an encoder-decoder backbone (conf/model/)."
         )
     if model_cfg.init == "scratch":
-        model = AutoModelForSeq2SeqLM.from_config(config)
+        model = AutoModelForSeq2SeqLM.from_config(config, **remote)
     else:
-        model = AutoModelForSeq2SeqLM.from_pretrained(source)
+        try:
+            model = AutoModelForSeq2SeqLM.from_pretrained(source, **remote)
+        except pickle.UnpicklingError:
+            raise RepCaliError(
+                f"The weights of {model_cfg.name_or_path!r} are a pickle that holds more than tensors, and "
+                "unpickling it could run code. Fix: use a checkpoint with model.safetensors."
+            ) from None
     if model_cfg.language_codes:
         _set_language(model, tokenizer, model_cfg.language_codes, language)
     return model, tokenizer

@@ -60,6 +60,8 @@ class Results:
     versions: dict[str, Any] = field(default_factory=dict)
     host: dict[str, Any] | None = None
     timings: dict[str, Any] = field(default_factory=dict)  # <stage>_s seconds, train_samples_per_second
+    truncation: dict[str, Any] | None = None  # per split: sources and targets cut at their max length
+    resumed_from_step: int | None = None  # the checkpoint's step training resumed from (None: from the start)
     started_at: str | None = None
     finished_at: str | None = None
 

@@ -23,6 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from repcali.config import PROJECT_ROOT
+from repcali.redact import redact
 from repcali.results import RESULTS_NAME, InvalidResults, Results, RunError, read_results
 
 PREDICTIONS_NAME = "predictions.jsonl"
@@ -134,7 +135,7 @@ class RunRecord:
         self.run_dir = run_dir
         self.write = write
         self._start = time.perf_counter()
-        config = OmegaConf.to_container(cfg, resolve=True)
+        config = redact(OmegaConf.to_container(cfg, resolve=True))
         self.results = Results.new(run_dir, config, git=git_info(), versions=package_versions(), started_at=_now())
 
     def start(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from repcali.identity import RunIdentity
+from repcali.redact import redact
 from repcali.results import Results
 
 
@@ -39,7 +40,7 @@ def start_wandb(cfg: DictConfig, run_dir: Path, identity: RunIdentity) -> list[s
         job_type="train",
         dir=str(run_dir),
         mode=mode,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=redact(OmegaConf.to_container(cfg, resolve=True)),
         settings=wandb.Settings(init_timeout=60),
     )
     try:

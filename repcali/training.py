@@ -1,8 +1,9 @@
-"""The Hugging Face Trainer, set up for a run: arguments, generation, NaN guard, ordered predictions."""
+"""The Hugging Face Trainer, set up for a run: arguments, generation, loss guard, checkpoints, ordered predictions."""
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import fields
@@ -10,37 +11,130 @@ from difflib import get_close_matches
 from pathlib import Path
 
 import numpy as np
+import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import SequentialSampler
 from transformers import DataCollatorForSeq2Seq, GenerationConfig, Seq2SeqTrainingArguments, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from repcali.checkpoints import CHECKPOINTS_DIR, Checkpointer
 from repcali.errors import RepCaliError, one_line
 from repcali.formatters import join_cjk
 
 
+class RunningLoss:
+    """The sum of every step's training loss since step 0, kept on the device (no sync per step).
+
+    It is saved with each checkpoint and restored on resume, so the run's mean loss is the same
+    number however often the run was interrupted, and a NaN at any step, logged or not, stays in it.
+    Multi-process runs average it over the processes at each save and at the end.
+    """
+
+    def __init__(self) -> None:
+        self._start = 0.0  # the sum restored from a checkpoint
+        self._sum: torch.Tensor | None = None  # on the loss's device, from the first step of this process
+        self._synchronized = True
+
+    def add(self, loss: torch.Tensor) -> None:
+        loss = loss.detach().to(torch.float32 if loss.device.type == "mps" else torch.float64)
+        if self._sum is None:
+            self._sum = torch.full((), self._start, dtype=loss.dtype, device=loss.device)
+        self._sum = self._sum + loss
+        self._synchronized = False
+
+    def total(self) -> float:
+        return self._start if self._sum is None else self._sum.item()
+
+    def synchronize(self) -> None:
+        """Make the sum the mean over processes (a no-op on one process, or when nothing was added since)."""
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if distributed and not self._synchronized and self._sum is not None:
+            torch.distributed.all_reduce(self._sum)
+            self._sum /= torch.distributed.get_world_size()
+        self._synchronized = True
+
+    def state_dict(self) -> dict:
+        return {"loss_sum": self.total()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._start, self._sum = float(state["loss_sum"]), None
+
+
+class FiniteLoss(TrainerCallback):
+    """Fail with a fix once the training loss is not finite, whether or not that step was logged.
+
+    The running sum is read (one device sync) only where the Trainer syncs anyway: at logging steps,
+    before every checkpoint (so none holds a diverged model) and at the end of training.
+    """
+
+    def __init__(self, loss: RunningLoss) -> None:
+        self.loss = loss
+
+    def check(self, step: int) -> None:
+        total = self.loss.total()
+        if not math.isfinite(total):
+            raise RepCaliError(
+                f"Training loss became {'nan' if math.isnan(total) else total} by step {step}. "
+                "Fix: lower trainer.learning_rate, set trainer.max_grad_norm, or use fp32/bf16 instead of fp16."
+            )
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_log or control.should_save or control.should_training_stop:
+            self.check(state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.check(state.global_step)
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped batches whose order depends on the seed and the epoch only.
+
+    The stock sampler draws from the global RNG when an epoch starts, which a run resumed in the
+    middle of a later epoch cannot reproduce (the Trainer restores the RNG after that draw). Seeding
+    by epoch, as ``DistributedSampler`` does, makes a resumed run see the batches of an uninterrupted one.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
 class Seq2SeqTrainer(transformers.Seq2SeqTrainer):
-    """``Seq2SeqTrainer`` whose evaluation keeps dataset order on one process.
+    """``Seq2SeqTrainer`` that keeps evaluation in dataset order, sums every step's loss, and draws
+    length-grouped training batches by (seed, epoch), so that resumed runs match uninterrupted ones.
 
     With ``train_sampling_strategy=group_by_length`` the stock trainer also shuffles evaluation
     batches by length, so predictions could not be matched to raw references by position.
     (Distributed evaluation is already ordered: accelerate gathers shards in order.)
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.running_loss = RunningLoss()
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.running_loss.add(loss)
+        return loss
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+        return sampler
+
     def _get_eval_sampler(self, eval_dataset):
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
-
-
-class StopOnNaN(TrainerCallback):
-    """Fail fast with a fix when the logged training loss stops being finite."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            raise RepCaliError(
-                f"Training loss became {loss} at step {state.global_step}. "
-                "Fix: lower trainer.learning_rate, set trainer.max_grad_norm, or use fp32/bf16 instead of fp16."
-            )
 
 
 def generation_config(model, settings: DictConfig) -> GenerationConfig:
@@ -65,6 +159,9 @@ RUN_OWNED = {
     "report_to": "logger=wandb",
     "predict_with_generate": "task.generation.*",
     "generation_config": "task.generation.*",
+    "save_strategy": "checkpoint.every_minutes / checkpoint.every_steps",
+    "save_steps": "checkpoint.every_steps",
+    "save_total_limit": "checkpoint.keep",
 }
 # Values Seq2SeqTrainingArguments accepts but training cannot use: field -> the least that can work.
 LEAST = {
@@ -83,11 +180,18 @@ def training_arguments(
     """``cfg.trainer`` passes straight to ``Seq2SeqTrainingArguments``; run-owned fields are set here.
 
     A key that is no field, or a value that it or training cannot use, fails with one line.
+    Checkpointing is ``cfg.checkpoint``'s, outside the run's identity; the Trainer saves on the step
+    interval and at the end of training, :class:`~repcali.checkpoints.Checkpointer` on the clock.
     """
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     _check_keys(kwargs)
+    every_steps = cfg.checkpoint.every_steps
+    if every_steps is not None and every_steps < 1:
+        raise RepCaliError(f"checkpoint.every_steps={every_steps}. Fix: a positive number of steps, or null.")
     kwargs.update(
-        output_dir=str(run_dir / "checkpoints"),
+        save_strategy="steps" if every_steps or cfg.checkpoint.every_minutes else "no",
+        save_steps=every_steps or sys.maxsize,  # sys.maxsize: only at the end of training
+        output_dir=str(run_dir / CHECKPOINTS_DIR),
         seed=cfg.seed,
         report_to=list(report_to),
         predict_with_generate=True,
@@ -130,7 +234,7 @@ def _check_values(args: Seq2SeqTrainingArguments) -> None:
 
 def build_trainer(cfg: DictConfig, model, tokenizer, data, run_dir: Path, report_to: list[str]) -> Seq2SeqTrainer:
     args = training_arguments(cfg, run_dir, generation_config(model, cfg.task.generation), report_to)
-    return Seq2SeqTrainer(
+    trainer = Seq2SeqTrainer(
         model=model,
         args=args,
         train_dataset=data.train,
@@ -138,8 +242,11 @@ def build_trainer(cfg: DictConfig, model, tokenizer, data, run_dir: Path, report
             tokenizer, model=model, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None
         ),
         processing_class=tokenizer,
-        callbacks=[StopOnNaN()],
     )
+    if args.save_strategy != "no":  # before the guard: it checks the loss before a save this one asks for
+        trainer.add_callback(Checkpointer(cfg.checkpoint.every_minutes, cfg.checkpoint.keep, trainer.running_loss))
+    trainer.add_callback(FiniteLoss(trainer.running_loss))
+    return trainer
 
 
 def predict(trainer: Seq2SeqTrainer, dataset, tokenizer, language: str = "en") -> list[str]:

@@ -15,6 +15,8 @@ os.environ.update(
     OMP_NUM_THREADS="1",
     HF_DATASETS_CACHE=os.path.join(tempfile.gettempdir(), f"repcali-tests-{os.getuid()}", "datasets"),
     REPCALI_CACHE_DIR=os.path.join(tempfile.gettempdir(), f"repcali-tests-{os.getuid()}", "cache"),  # composed grids
+    # where transformers copies a checkpoint's own code (the trust_remote_code tests), not ~/.cache
+    HF_MODULES_CACHE=os.path.join(tempfile.gettempdir(), f"repcali-tests-{os.getuid()}", "modules"),
 )
 
 import pytest  # noqa: E402

@@ -80,3 +80,28 @@ def test_bad_data_fails_with_the_fix(tokenizer, overrides, message):
     with pytest.raises(RepCaliError, match=message) as caught:
         build_task_data(task(**overrides), tokenizer, use_prefix=False)
     assert "Fix: " in str(caught.value)
+
+
+def test_truncation_is_counted_per_split(tokenizer):
+    """Sources and targets cut by the length limits are counted (and recorded), never silent."""
+    rows = [eval_row(line) for line in (XSUM / "train.jsonl").read_text().splitlines()]
+    source_lengths = sorted(len(tokenizer("summarize: " + row["document"])["input_ids"]) for row in rows)
+    target_lengths = sorted(len(tokenizer(text_target=row["summary"])["input_ids"]) for row in rows)
+    max_source, max_target = source_lengths[len(rows) // 2], target_lengths[len(rows) // 3]  # some cut, some not
+    data = build_task_data(
+        task(
+            data_files={"train": str(XSUM / "train.jsonl"), "test": str(XSUM / "test.jsonl")},
+            prefix="summarize: ",
+            max_source_length=max_source,
+            max_target_length=max_target,
+        ),
+        tokenizer,
+        use_prefix=True,
+    )
+    expected_sources = sum(length > max_source for length in source_lengths)
+    expected_targets = sum(length > max_target for length in target_lengths)
+    assert 0 < expected_sources < len(rows) and 0 < expected_targets < len(rows)
+    assert data.truncation["max_source_length"] == max_source
+    assert data.truncation["train"] == {"rows": 16, "sources_cut": expected_sources, "targets_cut": expected_targets}
+    assert data.truncation["test"]["rows"] == 8
+    assert "source_cut" not in data.train.column_names and "source_cut" not in data.eval.column_names

@@ -165,6 +165,25 @@ def test_a_refusal_keeps_a_directory_with_an_earlier_record_and_its_neighbours(t
 
 
 @pytest.mark.slow
+def test_a_loss_that_turns_nan_between_logging_steps_fails_the_run_and_saves_no_checkpoint(tmp_path):
+    """The loss turns NaN within 6 steps and is logged at step 10 only: before, the run ended `completed`
+    with train_loss NaN, since the guard saw logged losses only."""
+    process = train(
+        "trainer.learning_rate=1e30",
+        "trainer.max_grad_norm=0",
+        "trainer.max_steps=6",
+        "trainer.logging_steps=10",
+        runs_dir=tmp_path,
+    )
+    assert process.returncode == 1
+    error_lines = [line for line in process.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1 and "Training loss became nan by step 6" in error_lines[0]
+    run_dir = run_dir_of(process)
+    assert read_results(run_dir).status == "failed"
+    assert not list((run_dir / "checkpoints").glob("checkpoint-*"))  # checked before the end-of-training save
+
+
+@pytest.mark.slow
 def test_non_encoder_decoder_backbone_is_refused(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -1,0 +1,343 @@
+"""Runs that survive: checkpoints, resume after a real kill, identical results, a full disk, determinism.
+
+The faults are real: ``train.py`` in a subprocess killed by a signal, a checkpoint file truncated on
+disk, a filesystem that is full (a 1 MiB tmpfs mounted in a user namespace where the run writes).
+Each run is a few seconds of tiny T5 on the XSum fixture: 8 steps of 6 examples (16 examples: 3 steps
+per epoch, the last one short), a checkpoint every 2 steps, so a resume from step 4 lands in the
+middle of the second epoch: the case the stock length-grouped sampler cannot reproduce.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from transformers import TrainerCallback, set_seed
+
+from repcali.checkpoints import (
+    CHECKPOINTS_DIR,
+    MANIFEST_NAME,
+    Checkpointer,
+    checkpoint_folders,
+    incompleteness,
+    latest_checkpoint,
+    saving,
+    train_resuming,
+    write_manifest,
+)
+from repcali.errors import RepCaliError
+from repcali.results import read_results
+from tests.test_train import FAST, ROOT, run_dir_of
+
+pytestmark = pytest.mark.timeout(600)
+
+SURVIVE = [
+    *(o for o in FAST if not o.startswith("trainer.max_steps=")),
+    "trainer.max_steps=8",
+    "trainer.per_device_train_batch_size=6",
+    "checkpoint.every_steps=2",
+    "checkpoint.every_minutes=null",
+    "calib=on",
+]
+ENV = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+
+
+def command(runs_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "train.py", *SURVIVE, f"runs_dir={runs_dir}", *overrides]
+
+
+def train(runs_dir: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command(runs_dir, *overrides), cwd=ROOT, capture_output=True, text=True, timeout=600, env=env or ENV
+    )
+
+
+def interrupt(runs_dir: Path, signum: int, at_step: int, *overrides: str, env: dict | None = None) -> Path:
+    """Start a run, send ``signum`` once checkpoint ``at_step`` is complete, return its run directory."""
+    process = subprocess.Popen(
+        command(runs_dir, *overrides),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or ENV,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while not (manifests := list(runs_dir.rglob(f"checkpoint-{at_step}/{MANIFEST_NAME}"))):
+            assert process.poll() is None, (
+                f"the run ended before checkpoint-{at_step}: {process.stderr.read()[-3000:]}"
+            )
+            assert time.monotonic() < deadline, "no checkpoint in time"
+            time.sleep(0.02)
+        process.send_signal(signum)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    run_dir = manifests[0].parents[2]
+    results = read_results(run_dir)
+    assert results.status != "completed", "the run completed before the signal arrived"
+    return run_dir
+
+
+def outcome(run_dir: Path) -> dict:
+    """What must not depend on interruptions: metrics, predictions, and the saved weights, byte for byte."""
+    files = ("predictions.jsonl", "model/model.safetensors", "model/repcali.safetensors")
+    return {"metrics": read_results(run_dir).metrics, **{f: (run_dir / f).read_bytes() for f in files}}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict:
+    """The uninterrupted run that every interrupted one must reproduce."""
+    process = train(tmp_path_factory.mktemp("reference"))
+    assert process.returncode == 0, process.stderr[-3000:]
+    run_dir = run_dir_of(process)
+    results = read_results(run_dir)
+    assert results.status == "completed" and results.resumed_from_step is None
+    assert not (run_dir / CHECKPOINTS_DIR).exists()  # a completed run keeps no checkpoints
+    return outcome(run_dir)
+
+
+@pytest.mark.slow
+def test_the_same_command_twice_gives_identical_results(tmp_path, reference):
+    process = train(tmp_path)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert outcome(run_dir_of(process)) == reference
+
+
+@pytest.mark.slow
+# SIGTERM joins once train.py handles it (save a checkpoint, record `interrupted`); the resume is the same.
+@pytest.mark.parametrize("signum", [signal.SIGKILL], ids=["SIGKILL"])
+def test_a_killed_run_resumes_from_its_newest_complete_checkpoint_to_the_uninterrupted_result(
+    tmp_path, reference, signum
+):
+    """Killed at 75 %, its newest checkpoint then cut short on disk: it resumes from the one before
+    (50 %, mid-epoch) and ends bit-identical to the uninterrupted run."""
+    run_dir = interrupt(tmp_path, signum, at_step=6)
+    if signum == signal.SIGKILL:
+        assert read_results(run_dir).status == "running"  # nothing could record it
+    *_, previous, newest = [c for c in checkpoint_folders(run_dir / CHECKPOINTS_DIR) if not incompleteness(c.path)]
+    weights = newest.path / "model.safetensors"
+    os.truncate(weights, weights.stat().st_size // 2)  # what a kill mid-write or a node crash leaves
+    assert "model.safetensors has" in incompleteness(newest.path)
+    assert latest_checkpoint(run_dir) == previous
+
+    process = train(tmp_path)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert run_dir_of(process) == run_dir
+    results = read_results(run_dir)
+    assert results.status == "completed" and results.resumed_from_step == previous.step >= 4
+    assert outcome(run_dir) == reference  # bit-identical, train_loss included
+    assert list(run_dir.glob("results.running.*.json"))  # the killed attempt's record is kept aside
+    assert not (run_dir / CHECKPOINTS_DIR).exists()
+
+    again = train(tmp_path)  # completed: skipped, not resumed
+    assert again.returncode == 0 and "Already completed" in again.stdout
+
+
+def test_completeness_is_checked_by_manifest_size_and_structure(tmp_path):
+    """A checkpoint without a manifest, with a file cut short, or with a torn safetensors file is incomplete."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "checkpoint-2"
+    folder.mkdir()
+    save_file({"w": torch.arange(1000.0)}, folder / "model.safetensors")
+    torch.save({"step": 2}, folder / "optimizer.pt")
+    (folder / "trainer_state.json").write_text('{"global_step": 2}')
+    assert incompleteness(folder) == "no manifest (killed while saving?)"
+    write_manifest(folder)
+    assert incompleteness(folder) is None
+
+    optimizer = (folder / "optimizer.pt").read_bytes()
+    (folder / "optimizer.pt").write_bytes(optimizer[:-20] + b"\0" * 20)  # same size, torn zip directory
+    assert "optimizer.pt: BadZipFile" in incompleteness(folder)
+    (folder / "optimizer.pt").write_bytes(optimizer)
+    os.truncate(folder / "trainer_state.json", 5)
+    assert incompleteness(folder) == "trainer_state.json has 5 bytes, not 18"
+
+    torn = tmp_path / "checkpoint-4"
+    torn.mkdir()
+    save_file({"w": torch.arange(1000.0)}, torn / "model.safetensors")
+    os.truncate(torn / "model.safetensors", 2000)  # cut short before the manifest: refused at once
+    with pytest.raises(OSError, match="not written completely"):
+        write_manifest(torn)
+
+
+def _compose(*overrides: str):
+    """The config train.py composes from SURVIVE (its max_steps left out) and ``overrides``."""
+    from hydra import compose, initialize_config_dir
+
+    from repcali.config import register
+
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=[*(o for o in SURVIVE if not o.startswith("trainer.max_steps")), *overrides])
+
+
+def _build_trainer(cfg, run_dir: Path):
+    from repcali.calibration import attach_repcali
+    from repcali.config import repcali_config
+    from repcali.data import build_task_data
+    from repcali.methods import apply_method, unwrap
+    from repcali.modeling import load_backbone
+    from repcali.training import build_trainer
+
+    set_seed(cfg.seed)
+    model, tokenizer = load_backbone(cfg.model)
+    model = apply_method(model, cfg.method.name, cfg.method.options)
+    if cfg.calib.enabled:
+        attach_repcali(unwrap(model), repcali_config(cfg.calib))
+    data = build_task_data(cfg.task, tokenizer, use_prefix=cfg.model.task_prefix, max_positions=512)
+    return build_trainer(cfg, model, tokenizer, data, run_dir, [])
+
+
+@pytest.mark.parametrize(
+    ("method", "calib"),
+    [("lora", "on"), ("adapter", "on"), ("lora", "off")],  # full: the end-to-end tests
+)
+def test_resume_restores_the_block_and_the_method_weights_exactly(tmp_path, method, calib):
+    """PEFT checkpoints hold only the adapter; the block is saved beside it and restored on resume."""
+    cfg = _compose("trainer.max_steps=4", f"method={method}", f"calib={calib}")
+
+    whole = _build_trainer(cfg, tmp_path / "whole")
+    expected = train_resuming(whole, tmp_path / "whole")
+    assert [c.step for c in checkpoint_folders(tmp_path / "whole" / CHECKPOINTS_DIR)] == [2, 4]  # keep=2
+
+    state = whole.model.state_dict()
+    assert any("repcali" in k for k in state) == (calib == "on")
+    for step in (2, 4):  # 4: the end of training (a run killed while evaluating), loaded without a step
+        resumed_dir = tmp_path / f"resumed-{step}"
+        checkpoint = f"{CHECKPOINTS_DIR}/checkpoint-{step}"
+        shutil.copytree(tmp_path / "whole" / checkpoint, resumed_dir / checkpoint)
+        resumed = _build_trainer(cfg, resumed_dir)
+        trained = train_resuming(resumed, resumed_dir)
+        assert trained.resumed_from_step == step and resumed.state.global_step == 4
+        assert trained.training_loss == expected.training_loss
+        resumed_state = resumed.model.state_dict()
+        assert state.keys() == resumed_state.keys()
+        assert [k for k in state if not torch.equal(state[k], resumed_state[k])] == []
+
+
+def test_saves_on_the_clock_at_logging_steps_and_on_request(tmp_path):
+    clock = _compose("checkpoint.every_steps=null", "checkpoint.every_minutes=1e-9", "checkpoint.keep=3")
+    trainer = _build_trainer(OmegaConf.merge(clock, {"trainer": {"max_steps": 6, "logging_steps": 2}}), tmp_path)
+    train_resuming(trainer, tmp_path)
+    assert [c.step for c in checkpoint_folders(tmp_path / CHECKPOINTS_DIR)] == [2, 4, 6]  # 6: end of training
+
+    class Signal(TrainerCallback):  # what a signal handler will do: ask, from outside the training loop
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                checkpointer.save_at_next_step(stop=True)
+
+    requested = _compose("checkpoint.every_steps=null", "checkpoint.every_minutes=60", "trainer.max_steps=6")
+    trainer = _build_trainer(requested, tmp_path / "requested")
+    checkpointer = next(c for c in trainer.callback_handler.callbacks if isinstance(c, Checkpointer))
+    trainer.add_callback(Signal())
+    train_resuming(trainer, tmp_path / "requested")
+    assert trainer.state.global_step == 3 and latest_checkpoint(tmp_path / "requested").step == 3
+    assert [c.step for c in checkpoint_folders(tmp_path / "requested" / CHECKPOINTS_DIR)] == [3]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_write_that_finds_the_device_full_becomes_a_clean_error_and_leaves_no_partial_folder(tmp_path):
+    """/dev/full answers every write with ENOSPC: torch.save then fails with a RuntimeError from its
+    writer, Python writes with OSError(ENOSPC). An out-of-memory error is not a write error."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "optimizer.pt").symlink_to("/dev/full")
+    with pytest.raises(RepCaliError) as caught, saving(folder, "resumes from checkpoint-2"):
+        torch.save({"w": torch.zeros(100)}, folder / "optimizer.pt")
+    assert f"Could not save {folder} (RuntimeError: " in str(caught.value) and "MiB free there" in str(caught.value)
+    assert "Fix: free disk space there" in str(caught.value)
+    assert str(caught.value).endswith("then run the same command again: it resumes from checkpoint-2.")
+    assert not folder.exists()
+
+    folder.mkdir()
+    (folder / "config.json").symlink_to("/dev/full")
+    with pytest.raises(RepCaliError, match=r"OSError: \[Errno 28\] No space left on device"), saving(folder, "x"):
+        (folder / "config.json").write_text("{}" * 10_000)
+    with pytest.raises(torch.OutOfMemoryError), saving(folder, "x"):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+
+def _unshare_works() -> bool:
+    try:
+        return subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+needs_userns = pytest.mark.skipif(
+    not _unshare_works(), reason="a full disk is a 1 MiB tmpfs mounted in a user namespace: `unshare -rm` refused here"
+)
+
+
+def run_dir_for(runs_dir: Path) -> Path:
+    """Where train.py will put the SURVIVE run (its directory is a function of the config)."""
+    from repcali.identity import RunIdentity
+
+    return runs_dir / RunIdentity.of(_compose("trainer.max_steps=8")).path
+
+
+def train_on_full_disk(full: Path, runs_dir: Path) -> subprocess.CompletedProcess:
+    """train.py with a 1 MiB filesystem mounted at ``full`` (a real ENOSPC from the kernel there)."""
+    mount_then_train = 'mkdir -p "$1" && mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@"'
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", mount_then_train, "sh", str(full), *command(runs_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+    )
+
+
+def error_line(process: subprocess.CompletedProcess) -> str:
+    lines = [line for line in process.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in process.stderr, process.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.slow
+@needs_userns
+def test_a_full_disk_while_checkpointing_fails_cleanly_and_keeps_the_previous_checkpoint(tmp_path):
+    run_dir = run_dir_for(tmp_path)
+    process = train_on_full_disk(run_dir / CHECKPOINTS_DIR / "checkpoint-4", tmp_path)
+    assert process.returncode == 1
+    line = error_line(process)
+    assert "Could not save" in line and "checkpoint-4" in line and "No space left on device" in line
+    assert "Fix: free disk space there" in line and line.endswith("it resumes from checkpoint-2.")
+    results = read_results(run_dir)
+    assert results.status == "failed" and "No space left" in results.error.message
+    assert latest_checkpoint(run_dir).step == 2 and incompleteness(latest_checkpoint(run_dir).path) is None
+
+
+@pytest.mark.slow
+@needs_userns
+def test_a_full_disk_while_saving_the_model_fails_cleanly_and_the_rerun_does_not_train_again(tmp_path, reference):
+    run_dir = run_dir_for(tmp_path)
+    process = train_on_full_disk(run_dir / "model", tmp_path)
+    assert process.returncode == 1
+    line = error_line(process)
+    assert f"Could not save {run_dir / 'model'}" in line and "No space left on device" in line
+    assert "it resumes from checkpoint-8." in line
+    assert read_results(run_dir).status == "failed"
+    assert [json.loads(row)["id"] for row in (run_dir / "predictions.jsonl").open()]  # written before the model
+    assert latest_checkpoint(run_dir).step == 8
+
+    process = train(tmp_path)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert read_results(run_dir).resumed_from_step == 8  # the last checkpoint: no step is trained again
+    assert outcome(run_dir) == reference
