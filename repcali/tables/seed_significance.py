@@ -150,7 +150,8 @@ def seed_test(differences: np.ndarray, alpha: float = ALPHA) -> SeedTest:
     """Seed-aware test of the mean of ``differences`` (seeds × examples × any batch axes, e.g. metrics).
 
     ``differences[s, i]``: RepCali − baseline of seed ``s`` on example ``i``, every seed on the same
-    examples. Closed form over all batch axes at once (a few passes over the array, no resampling).
+    examples (complete: no NaN). Closed form over all batch axes at once (a few passes over the
+    array, no resampling).
     """
     d = np.asarray(differences, dtype=float)
     if d.ndim < 2:
@@ -319,8 +320,8 @@ def seeds_needed(
 
     ``result`` must be one test (no batch axes). Never fewer than :data:`MIN_SEEDS`, the fewest that
     can earn a star. ``(None, reason)`` when it cannot be said: fewer than 2 seeds, Δ = 0, no spread
-    observed, or not reached by ``max_seeds`` (the test set's own sampling variance may keep the power below target
-    however many seeds run).
+    observed, or not reached by ``max_seeds`` (the test set's own sampling variance may keep the
+    power below target however many seeds run).
     """
     delta, seed_var, example_var = float(result.delta), float(result.seed_mean_var), float(result.example_var)
     if result.seeds < 2 or not np.isfinite(seed_var):
