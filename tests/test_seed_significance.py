@@ -118,6 +118,9 @@ def test_batch_axes_are_independent_tests():
     assert batch.p.shape == (2, 5)
     one = ss.seed_test(differences[:, :, 1, 3])
     assert float(one.p) == pytest.approx(batch.p[1, 3]) and float(one.ci_low) == pytest.approx(batch.ci_low[1, 3])
+    picked = batch.at((1, 3))  # one element of the batch, as a test of its own
+    assert all(np.asarray(getattr(picked, name)).shape == () for name in ss._PER_TEST)
+    assert float(picked.p) == pytest.approx(float(one.p)) and float(picked.se) == pytest.approx(float(one.se))
 
 
 @pytest.mark.parametrize("share", [0.0, 0.3, 0.9, 1.0])

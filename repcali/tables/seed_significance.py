@@ -13,7 +13,8 @@ The paper's question, "does RepCali help this backbone on this task?", is about 
 run and examples not in the test set. The tables' first test (:func:`.significance.bootstrap_p`,
 a paired bootstrap over examples of the seed-averaged differences) knows only the second; with a
 large seed variance it calls almost any difference significant (37-45 % false positives in the
-simulations below). It stays available, to be labelled "test-set sampling only".
+simulations below). It stays, as the CSV's ``p_test_set_only``; :mod:`.significance` decides which
+of the tests here each metric of a cell gets.
 
 **The seed-aware test** (:func:`seed_test`). Data: ``d[s, i]`` = RepCali − baseline for seed ``s``
 (runs paired by seed number) on test example ``i`` (paired by id; every seed on the same test set,
@@ -118,6 +119,9 @@ CROSSED = "seeds × examples crossed random effects (ANOVA variance components),
 SEEDS_ONLY = "paired t-test over per-seed values (test-set sampling not included)"
 
 
+_PER_TEST = ("delta", "se", "t", "ci_low", "ci_high", "p", "seed_share", "seed_mean_var", "example_var")
+
+
 class SeedTest(NamedTuple):
     """One seed-aware test; arrays over the batch axes the input had after (seeds, examples)."""
 
@@ -144,6 +148,10 @@ class SeedTest(NamedTuple):
     def state(self) -> str:
         """``""``, or :data:`FEW_SEEDS` when there are too few seeds for a star."""
         return FEW_SEEDS if self.seeds < MIN_SEEDS else ""
+
+    def at(self, index) -> SeedTest:
+        """The test of one batch element (e.g. one metric of a batched call)."""
+        return self._replace(**{name: getattr(self, name)[index] for name in _PER_TEST})
 
 
 def seed_test(differences: np.ndarray, alpha: float = ALPHA) -> SeedTest:
@@ -229,8 +237,8 @@ _NODES = 64
 
 @lru_cache(maxsize=1)
 def _legendre() -> tuple[np.ndarray, np.ndarray]:
-    """Gauss–Legendre nodes and weights on [0, 1]."""
-    v, q = special.roots_legendre(_NODES)
+    """Gauss–Legendre nodes and weights on [0, 1] (numpy's: scipy's roots_legendre imports scipy.linalg, ~0.2 s)."""
+    v, q = np.polynomial.legendre.leggauss(_NODES)
     return (v + 1) / 2, q / 2
 
 
