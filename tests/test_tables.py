@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+from scipy import stats
 
 from repcali.config import TrainConfig
 from repcali.identity import RunIdentity
 from repcali.results import RESULTS_NAME
 from repcali.runs import PREDICTIONS_NAME, RunRecord, write_predictions
 from repcali.tables import build, paper
-from repcali.tables.significance import bootstrap_p, example_scores, paired_differences
+from repcali.tables.seed_significance import CROSSED, SEEDS_ONLY
+from repcali.tables.significance import bootstrap_p, example_scores, seed_differences
 
 N_EXAMPLES = 20
 RESAMPLES = 200
@@ -74,25 +76,38 @@ def examples(mean: float, spread: float = 3.0) -> np.ndarray:
     return mean + pattern
 
 
+def noisy_examples(rng: np.random.Generator, mean: float, spread: float = 2.0) -> np.ndarray:
+    """Per-example scores whose mean is exactly ``mean``, independent noise per run (ROUGE-like)."""
+    noise = rng.normal(0.0, spread, N_EXAMPLES)
+    return mean + noise - noise.mean()
+
+
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory) -> tuple[Path, dict]:
     runs = tmp_path_factory.mktemp("runs")
     xsum = {"experiment": "main_table", "task": "xsum"}
     # bart_base: 3 seeds each way. rouge1 gains (1, 2, 0) on every example; rouge2 the same mean,
-    # half the examples up and half down; bleu has no per-example scores.
+    # half the examples up and half down; bleu's per-example scores are a proxy (sentence BLEU),
+    # whose mean is not the corpus value.
     for seed, base, gain in ((1, 10.0, 1.0), (2, 12.0, 2.0), (3, 14.0, 0.0)):
         off1, off2 = examples(base), examples(base / 2)
         pattern = np.tile([1.0, -1.0], N_EXAMPLES // 2) * seed
         metrics = {"rouge1": base, "rouge2": base / 2, "bleu": 5.0}
-        write_run(runs, **xsum, model="bart_base", seed=seed, metrics=metrics, scores={"rouge1": off1, "rouge2": off2})
+        scores = {"rouge1": off1, "rouge2": off2, "bleu": examples(3.0)}
+        write_run(runs, **xsum, model="bart_base", seed=seed, metrics=metrics, scores=scores)
         write_run(runs, **xsum, model="bart_base", seed=seed, calib={},
                   metrics={"rouge1": base + gain, "rouge2": base / 2, "bleu": 5.0 + seed},
-                  scores={"rouge1": off1 + gain, "rouge2": off2 + pattern}, added_pct=0.5)  # fmt: skip
+                  scores={"rouge1": off1 + gain, "rouge2": off2 + pattern, "bleu": examples(3.0 + seed)},
+                  added_pct=0.5)  # fmt: skip
     # t5_small: baseline complete; RepCali seed 1 done, seed 2 failed, seed 3 never ran.
     for seed in (1, 2, 3):
         write_run(runs, **xsum, model="t5_small", seed=seed, metrics={"rouge1": 20.0 + seed})
     write_run(runs, **xsum, model="t5_small", seed=1, calib={}, metrics={"rouge1": 25.0})
     write_run(runs, **xsum, model="t5_small", seed=2, calib={}, status="failed")
+    # MultiWOZ, BART-large: where the paper's deltas of unknown unit belong.
+    for calib in (None, {}):
+        multiwoz = {"experiment": "main_table", "task": "multiwoz", "model": "bart_large", "primary": "inform"}
+        write_run(runs, **multiwoz, seed=1, calib=calib, metrics={"inform": 80.0, "success": 70.0})
     # t5_base: RepCali failed, no baseline at all.
     write_run(runs, **xsum, model="t5_base", seed=1, calib={}, status="failed")
     # GLUE comparison: RTE accuracy, two methods with and without the block, 2 seeds.
@@ -144,20 +159,46 @@ def test_means_stds_and_deltas_match_hand_computation(tables):
     assert number(ours, "delta") == pytest.approx(1.0) and number(ours, "delta_std") == pytest.approx(1.0)
     assert number(ours, "added_pct") == pytest.approx(0.5)
     bleu = record(tables, "main_table", "xsum", "bart_base + RepCali", "bleu")
-    assert number(bleu, "delta") == pytest.approx(2.0) and bleu["p_value"] == ""  # no per-example scores
+    assert number(bleu, "delta") == pytest.approx(2.0)
 
 
-def test_significance_flags(tables):
-    # rouge1: every example gains the same in every seed -> no resample reaches 0: p = 1 / (B + 1).
+def test_the_star_is_the_seed_aware_test(tables):
+    # rouge1: every example gains 1, 2, 0 in seeds 1, 2, 3. The test-set-only bootstrap finds no
+    # resample near 0 (p = 1 / (B + 1)), but over seeds it is the paired t-test on (1, 2, 0): no star.
     rouge1 = record(tables, "main_table", "xsum", "bart_base + RepCali", "rouge1")
-    assert number(rouge1, "p_value") == pytest.approx(1 / (RESAMPLES + 1)) and rouge1["significant"] == "True"
-    assert rouge1["examples_tested"] == str(N_EXAMPLES)
-    # rouge2: seed-averaged per-example differences are +2 / -2 alternately: observed Δ 0, p = 1.
+    assert number(rouge1, "p_test_set_only") == pytest.approx(1 / (RESAMPLES + 1))
+    t_test = stats.ttest_1samp([1.0, 2.0, 0.0], 0.0)
+    assert number(rouge1, "p_seed_aware") == pytest.approx(t_test.pvalue) and rouge1["significant"] == "False"
+    interval = t_test.confidence_interval()
+    assert (number(rouge1, "delta_ci_low"), number(rouge1, "delta_ci_high")) == pytest.approx(
+        (interval.low, interval.high)
+    )
+    assert rouge1["test_method"] == CROSSED and rouge1["examples_tested"] == str(N_EXAMPLES)
+    assert rouge1["test_note"] == "" and rouge1["seeds_needed"] == "10" and rouge1["seeds_needed_note"] == ""
+    assert 0 <= number(rouge1, "aso_epsilon") <= 1
+    # rouge2: per-example differences ±seed, mean 0 in every seed: Δ 0, p = 1 both ways.
     rouge2 = record(tables, "main_table", "xsum", "bart_base + RepCali", "rouge2")
-    assert number(rouge2, "delta") == pytest.approx(0.0)
-    assert number(rouge2, "p_value") == pytest.approx(1.0) and rouge2["significant"] == "False"
+    assert number(rouge2, "delta") == pytest.approx(0.0) and rouge2["significant"] == "False"
+    assert number(rouge2, "p_seed_aware") == pytest.approx(1.0) and number(rouge2, "p_test_set_only") == 1.0
+    assert rouge2["aso_epsilon"] == rouge2["seeds_needed"] == ""  # primary metric only
+    # bleu: per-example proxies whose mean is not the corpus value: the per-seed t-test on (1, 2, 3).
+    bleu = record(tables, "main_table", "xsum", "bart_base + RepCali", "bleu")
+    assert bleu["test_method"] == SEEDS_ONLY and bleu["p_test_set_only"] != ""
+    assert number(bleu, "p_seed_aware") == pytest.approx(stats.ttest_1samp([1.0, 2.0, 3.0], 0.0).pvalue)
     markdown = (tables[0] / "main_table.md").read_text()
-    assert "13.00 ± 1.73 (Δ +1.00*)" in markdown and "(Δ +0.00)" in markdown and "(Δ +2.00†)" in markdown
+    assert "13.00 ± 1.73 (Δ +1.00) |" in markdown and "(Δ +0.00) |" in markdown and "(Δ +2.00) |" in markdown
+    assert "Tested over per-seed values only" in markdown and "have none): bart_base + RepCali: bleu." in markdown
+    assert "observed Δ of rouge1" in markdown and "bart_base + RepCali → 10;" in markdown
+    assert "t5_small + RepCali → unknown: needs ≥ 2 seeds" in markdown
+
+
+def test_fewer_than_three_seeds_is_a_state_not_a_star(tables):
+    glue = record(tables, "glue_comparison", "rte", "lora + RepCali", "accuracy")  # 2 seeds, Δ 1 and 2
+    assert glue["test_note"] == "n < 3 seeds" and glue["significant"] == "False"
+    assert glue["test_method"] == SEEDS_ONLY and glue["p_test_set_only"] == ""  # no predictions
+    assert "63.00 ± 1.41 (Δ +1.50, n < 3 seeds)" in (tables[0] / "glue_comparison.md").read_text()
+    one_seed = record(tables, "main_table", "xsum", "t5_small + RepCali", "rouge1")
+    assert one_seed["p_seed_aware"] == one_seed["delta_ci_low"] == "" and one_seed["test_note"] == "n < 3 seeds"
 
 
 def test_partial_failed_and_missing_cells_are_shown(tables):
@@ -170,7 +211,7 @@ def test_partial_failed_and_missing_cells_are_shown(tables):
     assert record(tables, "main_table", "xsum", "pegasus_large + RepCali", "rouge1")["state"] == "missing"
     assert record(tables, "main_table", "csds", "mt5_base", "")["state"] == "missing"
     markdown = (tables[0] / "main_table.md").read_text()
-    assert "| t5_small + RepCali | 1/3 · 1 failed | 25.00 (Δ +4.00†) |" in markdown
+    assert "| t5_small + RepCali | 1/3 · 1 failed | 25.00 (Δ +4.00, n < 3 seeds) |" in markdown
     assert "| t5_base + RepCali | 0/3 · 1 failed | failed |" in markdown
     assert "| t5_base | missing | missing |" in markdown
     assert "## csds" in markdown and "## cnn_dailymail" in markdown
@@ -183,6 +224,21 @@ def test_paper_numbers_side_by_side_and_as_notes(tables):
     numbers = paper.load()
     assert {n.evidence for n in numbers} <= {"S", "reference"} and all(n.source for n in numbers)
     assert "more than 1 % better than LoRA" in (tables[0] / "glue_comparison.md").read_text()
+
+
+def test_a_paper_number_of_unknown_unit_always_says_so(tables):
+    """The summaries write MultiWOZ +4.11 / +5.37 and XSum +0.11 as "%": points or relative, unknown."""
+    numbers = paper.load()
+    unknown = {(n.task, n.metric) for n in numbers if n.kind == "delta"}
+    assert unknown == {("multiwoz", "inform"), ("multiwoz", "success"), ("xsum", "rouge1")}
+    assert all(n.unit == "unknown" for n in numbers if n.kind == "delta" or "1 % better" in n.note)
+    assert all(n.unit == "points" for n in numbers if n.evidence == "reference")
+    markdown = (tables[0] / "main_table.md").read_text()
+    assert "[paper +4.11, unit unknown]" in markdown and "[paper +5.37, unit unknown]" in markdown
+    assert "[paper +4.11]" not in markdown and "[paper +5.37]" not in markdown
+    assert markdown.count("absolute points or percent relative to the baseline") == 3  # both cells' note and XSum's
+    glue = (tables[0] / "glue_comparison.md").read_text()
+    assert "more than 1 % better than LoRA" in glue and "unit unknown" in glue
 
 
 def test_glue_comparison_rows_are_methods(tables):
@@ -220,7 +276,7 @@ def test_an_unreadable_record_is_named_and_every_other_run_still_counts(tmp_path
     assert f"Left out of the tables: {truncated / RESULTS_NAME}: not JSON" in caplog.text
 
 
-def test_pairs_by_id_and_averages_over_seeds(tmp_path):
+def test_pairs_by_seed_and_id(tmp_path):
     def predictions(name: str, ids: list[str], values: list[float]) -> Path:
         (tmp_path / name).mkdir()
         write_predictions(tmp_path / name, ids, ["p"] * len(ids), ["r"] * len(ids), {"m": values})
@@ -231,8 +287,59 @@ def test_pairs_by_id_and_averages_over_seeds(tmp_path):
     baseline_2 = predictions("b2", ["a", "b"], [0.0, 0.0])
     ours_2 = predictions("o2", ["b", "a"], [4.0, 2.0])  # a +2, b +4; c only in seed 1: dropped
     example_scores.cache_clear()
-    differences = paired_differences([(ours_1, baseline_1), (ours_2, baseline_2)], ["m"])
-    assert differences[:, 0].tolist() == [1.0, 3.0]
+    differences, complete = seed_differences([(ours_1, baseline_1), (ours_2, baseline_2)], ["m"])
+    assert differences[:, :, 0].tolist() == [[0.0, 2.0], [2.0, 4.0]] and not complete  # seeds × examples
+    differences, complete = seed_differences([(ours_2, baseline_2), (ours_1, baseline_1)], ["m"])
+    assert differences[:, :, 0].tolist() == [[4.0, 2.0], [2.0, 0.0]]  # seeds in the pairs' order; examples: b, a
+    differences, complete = seed_differences([(ours_1, baseline_1)], ["m"])
+    assert differences[:, :, 0].tolist() == [[2.0, 0.0, 2.0]] and complete  # c, a, b: none dropped
+    assert seed_differences([(ours_1, baseline_1)], ["other"]) is None
+
+
+def write_pairs(root: Path, experiment: str, model: str, off: list[float], on: list[float]) -> None:
+    """RepCali and baseline runs, one per seed, whose per-example ROUGE-1 means are the given corpus values."""
+    rng = np.random.default_rng(len(off))
+    for seed, (base, ours) in enumerate(zip(off, on, strict=True), start=1):
+        common = {"experiment": experiment, "task": "aclsum", "model": model, "seed": seed}
+        write_run(root, **common, metrics={"rouge1": base}, scores={"rouge1": noisy_examples(rng, base)})
+        write_run(root, **common, calib={}, metrics={"rouge1": ours}, scores={"rouge1": noisy_examples(rng, ours)})
+
+
+def smoke_records(out: Path) -> dict[str, dict]:
+    return {row["row"]: row for row in csv.DictReader((out / "smoke.csv").open()) if row["calibrated"] == "True"}
+
+
+def test_the_issue_smoke_cell_two_seeds_has_no_star(tmp_path):
+    """Issue 13: off 4.13 / 1.10, on 0.68 / 11.33 (per seed Δ −3.45 and +10.23) was printed Δ +3.39*."""
+    write_pairs(tmp_path, "smoke", "tiny_t5", [4.13, 1.10], [0.68, 11.33])
+    build(tmp_path, tmp_path / "tables", resamples=RESAMPLES)
+    markdown = (tmp_path / "tables" / "smoke.md").read_text()
+    assert "| tiny_t5 + RepCali | 2/2 | 6.00 ± 7.53 (Δ +3.39, n < 3 seeds) |" in markdown
+    row = smoke_records(tmp_path / "tables")["tiny_t5 + RepCali"]
+    assert number(row, "p_test_set_only") < 0.05  # the test-set-only bootstrap would still say *
+    assert row["significant"] == "False" and row["test_note"] == "n < 3 seeds" and row["test_method"] == CROSSED
+    assert number(row, "delta_ci_low") < 0 < number(row, "delta_ci_high")
+    assert int(row["seeds_needed"]) > 3 and f"tiny_t5 + RepCali → {row['seeds_needed']}." in markdown
+
+
+def test_three_seeds_a_consistent_effect_is_starred_and_a_noisy_one_is_not(tmp_path):
+    write_pairs(tmp_path, "smoke", "steady", [20.0, 21.0, 19.5], [25.2, 26.0, 24.4])  # +5.2, +5.0, +4.9
+    write_pairs(tmp_path, "smoke", "noisy", [4.13, 1.10, 3.00], [0.68, 11.33, 6.39])  # −3.45, +10.23, +3.39
+    for seed in (1, 2, 3):  # the block changes nothing: every difference is 0, nothing to test against
+        for calib in (None, {}):
+            same = {"metrics": {"rouge1": 20.0}, "scores": {"rouge1": examples(20.0)}}
+            write_run(tmp_path, experiment="smoke", task="aclsum", model="same", seed=seed, calib=calib, **same)
+    build(tmp_path, tmp_path / "tables", resamples=RESAMPLES)
+    rows = smoke_records(tmp_path / "tables")
+    steady, noisy = rows["steady + RepCali"], rows["noisy + RepCali"]
+    assert steady["significant"] == "True" and number(steady, "delta_ci_low") > 0 and steady["test_note"] == ""
+    assert noisy["significant"] == "False" and number(noisy, "delta_ci_low") < 0 and noisy["test_note"] == ""
+    assert number(noisy, "p_test_set_only") < 0.05  # only the test set's sampling: it would star it
+    markdown = (tmp_path / "tables" / "smoke.md").read_text()
+    assert "(Δ +5.03*)" in markdown and "(Δ +3.39) |" in markdown
+    same = rows["same + RepCali"]
+    assert same["significant"] == "False" and same["test_note"] == "untestable" and same["p_seed_aware"] == ""
+    assert "| same + RepCali | 3/3 | 20.00 ± 0.00 (Δ +0.00†) |" in markdown and "† not testable" in markdown
 
 
 def test_bootstrap_p_values():
@@ -273,4 +380,5 @@ def test_thousand_results_take_seconds(tmp_path):
     seconds = time.perf_counter() - start
     print(f"tables over 1,000 results: {seconds:.1f} s")
     table = (tmp_path / "tables" / "main_table.md").read_text()
-    assert len(written) == 4 and "| template + RepCali | 1/3 | 20.50 (Δ +0.50*) |" in table and seconds < 30
+    assert len(written) == 4 and "| template + RepCali | 1/3 | 20.50 (Δ +0.50, n < 3 seeds) |" in table
+    assert seconds < 30

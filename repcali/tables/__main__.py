@@ -14,7 +14,8 @@ def main(argv: list[str] | None = None) -> None:
     cli = argparse.ArgumentParser(prog="python -m repcali.tables", description="Paper tables from results.json.")
     cli.add_argument("--runs", type=Path, default=Path("runs"), help="folder scanned for results.json (runs)")
     cli.add_argument("--out", type=Path, default=Path("tables"), help="where tables are written (tables)")
-    cli.add_argument("--resamples", type=int, default=RESAMPLES, help=f"bootstrap resamples ({RESAMPLES})")
+    resamples = f"resamples of the test-set-only bootstrap, p_test_set_only ({RESAMPLES})"
+    cli.add_argument("--resamples", type=int, default=RESAMPLES, help=resamples)
     args = cli.parse_args(argv)
     start = time.perf_counter()
     written = build(args.runs, args.out, args.resamples)

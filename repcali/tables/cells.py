@@ -51,8 +51,12 @@ class Stat:
     n: int
 
 
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(float(value))
+
+
 def stat(values: Iterable[float]) -> Stat | None:
-    values = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    values = [float(v) for v in values if _finite(v)]
     if not values:
         return None
     std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
@@ -99,14 +103,14 @@ class Cell:
         by_seed = {run.identity.seed: run for run in self.baseline.completed}
         return [(run, by_seed[run.identity.seed]) for run in self.completed if run.identity.seed in by_seed]
 
+    def paired_values(self, name: str) -> list[tuple[float, float]]:
+        """(RepCali, baseline) values of a metric, one per paired seed where both runs have a finite one."""
+        values = [(ours.results.metrics.get(name), theirs.results.metrics.get(name)) for ours, theirs in self.pairs()]
+        return [(a, b) for a, b in values if _finite(a) and _finite(b)]
+
     def delta(self, name: str) -> Stat | None:
         """RepCali − baseline over the paired seeds: mean and std of the per-seed differences."""
-        differences = []
-        for ours, theirs in self.pairs():
-            a, b = ours.results.metrics.get(name), theirs.results.metrics.get(name)
-            if a is not None and b is not None:
-                differences.append(a - b)
-        return stat(differences)
+        return stat(a - b for a, b in self.paired_values(name))
 
     def metrics(self) -> list[str]:
         names = [name for run in self.completed for name in run.results.metrics]

@@ -7,6 +7,13 @@ not be read; ``reference``: the backbone's or baseline's *own* paper, never a Re
 beside our Δ, ``claim`` as a note under the table. A row without a model (or task) matches no
 cell and is shown as a note: a number whose backbone the paper does not state is never pinned on
 one of ours.
+
+``unit`` (:data:`UNITS`) says what the number is measured in: ``points`` on the table's own scale
+(metric × 100, or % of the backbone's parameters for ``added_pct``), so comparable with our cell;
+``percent``, a change relative to the baseline; ``unknown`` where the sources write "%" and do not
+say which of the two. Whatever is not ``points`` carries its unit beside the cell
+(``[paper +4.11, unit unknown]``) and in its note: our Δ is absolute, and is never shown next to a
+number of another or unknown unit without that caveat.
 """
 
 from __future__ import annotations
@@ -18,6 +25,15 @@ from pathlib import Path
 from repcali.identity import RunIdentity
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.csv")
+UNITS = {  # unit → what is written beside the number in a cell
+    "points": "",
+    "percent": " % (relative)",
+    "unknown": ", unit unknown",
+}
+UNKNOWN_UNIT = (
+    'unit unknown: the sources write "%" without saying whether absolute points or percent relative to '
+    "the baseline, so it cannot be compared with our absolute Δ as it stands"
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,7 @@ class PaperNumber:
     metric: str
     kind: str  # value | delta | claim
     value: float | None
+    unit: str  # a key of UNITS
     evidence: str
     source: str
     note: str
@@ -50,17 +67,31 @@ class PaperNumber:
     def is_note(self) -> bool:
         return self.kind == "claim" or not self.model or not self.task
 
+    @property
+    def label(self) -> str:
+        return "ref" if self.evidence == "reference" else "paper"
+
+    def beside(self) -> str:
+        """What goes beside our cell: ``[paper +4.11, unit unknown]``, ``[ref 45.14]``."""
+        number = f"{self.value:+.2f}" if self.kind == "delta" else f"{self.value:.2f}"
+        return f"[{self.label} {number}{UNITS[self.unit]}]"
+
     def describe(self) -> str:
-        """``paper, xsum rouge1 +0.11: backbone not stated (source; evidence S)``."""
+        """``paper, xsum rouge1 +0.11: backbone not stated; unit unknown: ... (source; evidence S)``."""
         number = "" if self.value is None else f"{self.value:+g}" if self.kind == "delta" else f"{self.value:g}"
         where = " ".join(part for part in (self.task, self.model, self.method, self.metric, number) if part)
-        label = "reference" if self.evidence == "reference" else "paper"
-        return f"{label}{', ' + where if where else ''}: {self.note} ({self.source}; evidence {self.evidence})"
+        label = "reference" if self.label == "ref" else "paper"
+        unit = {"percent": "; percent relative to the baseline", "unknown": f"; {UNKNOWN_UNIT}"}.get(self.unit, "")
+        return f"{label}{', ' + where if where else ''}: {self.note}{unit} ({self.source}; evidence {self.evidence})"
 
 
 def load(path: Path = PAPER_NUMBERS) -> list[PaperNumber]:
     with open(path, newline="") as handle:
-        return [
+        numbers = [
             PaperNumber(**{**row, "value": float(row["value"]) if row["value"] else None})
             for row in csv.DictReader(handle)
         ]
+    for number in numbers:
+        if number.unit not in UNITS:
+            raise ValueError(f"{path}: unit {number.unit!r} is none of {sorted(UNITS)}")
+    return numbers

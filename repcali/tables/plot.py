@@ -1,8 +1,7 @@
-"""Δ(RepCali − baseline) per row (backbone, or ablation setting) and task, with error bars."""
+"""Δ(RepCali − baseline) per row (backbone, or ablation setting) and task, with its 95 % interval."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 
@@ -19,8 +18,9 @@ def pyplot():
 def delta_plot(title: str, bars: list[dict], path: Path) -> None:
     """One panel per task; a horizontal bar per row: mean Δ of the task's primary metric.
 
-    ``bars``: dicts with ``task``, ``metric``, ``row``, ``delta``, ``std`` (over seeds; nan with
-    one seed, drawn without an error bar) and ``significant``.
+    ``bars``: dicts with ``task``, ``metric``, ``row``, ``delta``, the seed-aware 95 % interval
+    ``delta_ci_low`` / ``delta_ci_high`` (None when untestable: drawn without an error bar),
+    ``significant`` (the star) and ``few_seeds`` (fewer than 3 paired seeds: labelled ``n<3``).
     """
     plt = pyplot()
     tasks = list(dict.fromkeys(bar["task"] for bar in bars))
@@ -35,22 +35,45 @@ def delta_plot(title: str, bars: list[dict], path: Path) -> None:
         mine = {bar["row"]: bar for bar in bars if bar["task"] == task}
         positions = range(len(rows))
         values = [mine[row]["delta"] if row in mine else 0.0 for row in rows]
-        errors = [mine[row]["std"] if row in mine and math.isfinite(mine[row]["std"]) else 0.0 for row in rows]
+        errors = [_interval(mine.get(row)) for row in rows]
         colors = ["tab:blue" if value >= 0 else "tab:red" for value in values]
-        axis.barh(positions, values, xerr=errors, color=colors, alpha=0.8, capsize=3)
+        axis.barh(positions, values, xerr=list(zip(*errors, strict=True)), color=colors, alpha=0.8, capsize=3)
         axis.axvline(0, color="black", linewidth=0.8)
         missing = [i for i, row in enumerate(rows) if row not in mine]
-        significant = [i for i, row in enumerate(rows) if row in mine and mine[row]["significant"]]
         axis.scatter([0] * len(missing), missing, marker="x", color="gray", label="no Δ")
-        ends = [values[i] + math.copysign(errors[i], values[i]) for i in significant]  # beyond the error bar
-        axis.scatter(ends, significant, marker="*", s=70, color="black", zorder=3, label="p < 0.05")
+        for i, row in enumerate(rows):
+            if row not in mine or not (mine[row]["significant"] or mine[row]["few_seeds"]):
+                continue
+            below, above = errors[i]
+            end = values[i] + above if values[i] >= 0 else values[i] - below  # beyond the interval
+            star = mine[row]["significant"]
+            axis.annotate(
+                "★" if star else "n<3",
+                (end, i),
+                xytext=(4 if values[i] >= 0 else -4, 0),
+                textcoords="offset points",
+                ha="left" if values[i] >= 0 else "right",
+                va="center",
+                fontsize=11 if star else 7,
+            )
         metric = next(iter(mine.values()))["metric"]
         axis.set_title(f"{task} (Δ {metric})", fontsize=10)
         axis.grid(axis="x", alpha=0.3)
+        axis.margins(x=0.12)  # room for the labels beyond the intervals
     axes[0][0].set_yticks(range(len(rows)), rows, fontsize=8)  # once: the panels share the y axis
     axes[0][0].invert_yaxis()
-    subtitle = "Δ = RepCali − baseline, mean ± std over seeds; ★ p < 0.05 (paired bootstrap); × no Δ"
-    figure.suptitle(f"{title}\n{subtitle}", fontsize=10)
+    subtitle = (
+        "Δ = RepCali − baseline, mean over seeds; bars: 95 % interval of the seed-aware test\n"
+        "★ p < 0.05 with ≥ 3 seeds; n<3: too few seeds for a star; × no Δ"
+    )
+    figure.suptitle(f"{title}\n{subtitle}", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _interval(bar: dict | None) -> tuple[float, float]:
+    """How far the interval reaches below and above Δ; (0, 0) where there is none."""
+    if bar is None or bar["delta_ci_low"] is None or bar["delta_ci_high"] is None:
+        return 0.0, 0.0
+    return bar["delta"] - bar["delta_ci_low"], bar["delta_ci_high"] - bar["delta"]

@@ -49,7 +49,8 @@ def markdown(table: Table) -> str:
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{"}
 _LATEX |= {"}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "±": r"$\pm$", "Δ": r"$\Delta$", "λ": r"$\lambda$"}
 _LATEX |= {"–": "--", "—": "---", "·": r"$\cdot$", "†": r"$\dagger$", "×": r"$\times$", "−": "$-$", "…": r"\ldots{}"}
-_LATEX |= {"★": r"$\star$", "≥": r"$\geq$", "≤": r"$\leq$", "α": r"$\alpha$"}
+_LATEX |= {"★": r"$\star$", "≥": r"$\geq$", "≤": r"$\leq$", "α": r"$\alpha$", "→": r"$\rightarrow$"}
+_LATEX |= {"ε": r"$\varepsilon$"}
 
 
 def latex_escape(text: str) -> str:

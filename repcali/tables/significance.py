@@ -1,24 +1,24 @@
-"""Paired bootstrap test of RepCali − baseline on the per-example scores of ``predictions.jsonl``.
+"""The tests of a RepCali cell, on its runs paired seed by seed: which test each metric gets, and the data.
 
-What is tested. For each seed the RepCali run and the baseline run of that seed saw the same test
-examples; their per-example scores are paired by example ``id``. The per-example differences are
-then **averaged over the paired seeds**, giving one difference per test example, whose mean is the
-Δ the table reports (exactly so for metrics that are means of per-example scores: ROUGE,
-accuracy). The test resamples *examples* with replacement (the unit a test set samples), keeping
-each example's seed-averaged difference intact, and asks how often a resampled mean lies as far
-from the observed mean as the observed mean lies from 0 (the shift method; Efron & Tibshirani
-1993, §16.4; Berg-Kirkpatrick et al. 2012 use its one-sided form). Two-sided p-value:
-``(1 + #{|mean* − Δ| ≥ |Δ|}) / (B + 1)``; a cell is marked significant when p < 0.05.
+Per metric, two p-values (the statistics of the first: :mod:`.seed_significance`):
 
-Why average over seeds rather than pool (seed, example) pairs: pooling would count each example
-once per seed, as if three seeds tripled the test set, and shrink p-values for no reason.
-Averaging keeps the test set's size as the sample size, and reduces the training noise that a
-single seed carries. Seed-to-seed variance is not part of this test; the tables show it as the
-std over seeds next to every mean and Δ.
+- **seed-aware** (``p_seed_aware``, the interval, and the star): the training seed and the test
+  set both vary Δ. When every paired run scored the same examples (paired by ``id``) and the
+  metric's corpus value is the mean of its per-example scores in every run (ROUGE, accuracy,
+  CIDEr: checked on the numbers, not assumed), :func:`.seed_significance.seed_test` on the
+  seeds × examples differences, whose Δ̂ is then the Δ the table shows. Otherwise (corpus BLEU,
+  chrF, METEOR, MCC, MultiWOZ, runs without ``predictions.jsonl``) the paired t-test over the
+  per-seed corpus differences (:func:`.seed_significance.seed_test_from_seeds`), which leaves the
+  test set's sampling out; its method says so.
+- **test-set sampling only** (``p_test_set_only``): the paired bootstrap over test examples of
+  the per-example differences averaged over the seeds (:func:`bootstrap_p`; the shift method,
+  Efron & Tibshirani 1993, §16.4): ``(1 + #{|mean* − Δ| ≥ |Δ|}) / (B + 1)``. It asks whether
+  another test set would agree for *these* trained models; the seeds' variance is not in it, so it
+  never sets the star. For a corpus metric it tests the mean of the per-example proxy (sentence
+  BLEU for corpus BLEU).
 
-For corpus-level metrics (corpus BLEU) the per-example scores are a proxy (sentence BLEU):
-the test is on their mean, and the table says so. A metric without per-example scores is not
-tested (``n/a``), never guessed.
+For the primary metric also ASO's ε_min on the per-seed values and the seeds the seed-aware test
+would need for 80 % power at the observed Δ: a second view and a planning figure.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from repcali.runs import PREDICTIONS_NAME
+from repcali.tables import seed_significance as ss
+from repcali.tables.cells import Cell, Run
 
-ALPHA = 0.05
 RESAMPLES = 1000
 _CHUNK_ELEMENTS = 1 << 22  # ~32 MB of float64 per block of resamples
+_MEAN_TOLERANCE = 1e-6  # |corpus − mean of per-example scores|, relative to max(1, |corpus|)
 
 
 @cache
@@ -56,51 +58,92 @@ def example_scores(run_dir: Path) -> tuple[dict[str, int], dict[str, np.ndarray]
     return positions, scores
 
 
-def paired_differences(pairs: list[tuple[Path, Path]], metrics: list[str]) -> np.ndarray | None:
-    """Per example (rows) and metric (columns): RepCali − baseline, averaged over the seed pairs.
+def seed_differences(pairs: list[tuple[Path, Path]], metrics: list[str]) -> tuple[np.ndarray, bool] | None:
+    """RepCali − baseline per seed pair, test example and metric (seeds × examples × metrics).
 
-    Examples are paired by id and kept only if every pair has them. None when a run has no
-    predictions or lacks one of the metrics' per-example scores.
+    Examples are paired by id and kept if every run has them; the flag says whether every run had
+    exactly these (none dropped). None when a run has no predictions or lacks a metric's scores.
     """
-    per_seed = []
-    for ours_dir, theirs_dir in pairs:
-        ours, theirs = example_scores(ours_dir), example_scores(theirs_dir)
-        if ours is None or theirs is None or not all(m in ours[1] and m in theirs[1] for m in metrics):
-            return None
-        common = [example_id for example_id in ours[0] if example_id in theirs[0]]
-        a = np.fromiter((ours[0][i] for i in common), dtype=int, count=len(common))
-        b = np.fromiter((theirs[0][i] for i in common), dtype=int, count=len(common))
-        differences = np.stack([ours[1][m][a] - theirs[1][m][b] for m in metrics], axis=1)
-        per_seed.append(dict(zip(common, differences, strict=True)))
-    if not per_seed:
+    loaded = [(example_scores(ours), example_scores(theirs)) for ours, theirs in pairs]
+    if not loaded or any(s is None or not all(m in s[1] for m in metrics) for pair in loaded for s in pair):
         return None
-    shared = [example_id for example_id in per_seed[0] if all(example_id in seed for seed in per_seed[1:])]
+    ids = [s[0] for pair in loaded for s in pair]
+    common = set(ids[0]).intersection(*ids[1:])
+    shared = [i for i in ids[0] if i in common]  # in the first run's order
     if not shared:
         return None
-    return np.mean([[seed[example_id] for example_id in shared] for seed in per_seed], axis=0)
+    complete = all(len(run) == len(shared) for run in ids)
+    per_seed = []
+    for ours, theirs in loaded:
+        a = np.fromiter((ours[0][i] for i in shared), dtype=int, count=len(shared))
+        b = np.fromiter((theirs[0][i] for i in shared), dtype=int, count=len(shared))
+        per_seed.append(np.stack([ours[1][m][a] - theirs[1][m][b] for m in metrics], axis=1))
+    return np.stack(per_seed), complete
+
+
+def _mean_of_examples(runs: list[Run], metric: str) -> bool:
+    """Whether in every run the corpus value of ``metric`` is the mean of its per-example scores."""
+    for run in runs:
+        corpus, scores = run.results.metrics.get(metric), example_scores(run.path)
+        if corpus is None or scores is None or metric not in scores[1]:
+            return False
+        if not abs(float(np.mean(scores[1][metric])) - corpus) <= _MEAN_TOLERANCE * max(1.0, abs(corpus)):
+            return False
+    return True
+
+
+@dataclass
+class MetricTest:
+    """Both tests of one metric of a cell."""
+
+    seed_aware: ss.SeedTest  # sets the star
+    p_test_set_only: float | None = None  # None: no per-example scores in every run
 
 
 @dataclass
 class Tested:
-    """What :func:`paired_test` found: a p-value per tested metric, and how many examples were tested."""
+    """What :func:`cell_tests` found: per metric, and for the primary metric ASO and seeds needed."""
 
-    p_values: dict[str, float] = field(default_factory=dict)
-    examples: int = 0
+    metrics: dict[str, MetricTest] = field(default_factory=dict)
+    examples: int = 0  # test examples behind the per-example tests
+    aso_epsilon: float | None = None
+    seeds_needed: int | None = None
+    seeds_needed_note: str = ""
 
 
-def paired_test(pairs: list[tuple[Path, Path]], metrics: list[str], resamples: int = RESAMPLES) -> Tested:
-    """The test of a RepCali cell: its (RepCali, baseline) run directories, one pair per seed.
-
-    Tests each metric that has per-example scores in every run; nothing when a run has no predictions.
-    """
-    loaded = [example_scores(path) for pair in pairs for path in pair]
-    if not pairs or any(scores is None for scores in loaded):
-        return Tested()
-    testable = [m for m in metrics if all(m in scores[1] for scores in loaded)]
-    differences = paired_differences(pairs, testable) if testable else None
-    if differences is None:
-        return Tested()
-    return Tested(dict(zip(testable, bootstrap_p(differences, resamples), strict=True)), len(differences))
+def cell_tests(cell: Cell, metrics: list[str], primary: str | None, resamples: int = RESAMPLES) -> Tested:
+    """The tests of a RepCali cell against its baseline, over its paired seeds; nothing without pairs."""
+    tested, pairs = Tested(), cell.pairs()
+    dirs = [(ours.path, theirs.path) for ours, theirs in pairs]
+    loaded = [example_scores(path) for pair in dirs for path in pair]
+    scored = [m for m in metrics if loaded and all(s is not None and m in s[1] for s in loaded)]
+    paired = seed_differences(dirs, scored) if scored else None
+    crossed: dict[str, ss.SeedTest] = {}
+    p_values: dict[str, float] = {}
+    if paired is not None:
+        differences, complete = paired
+        tested.examples = differences.shape[1]
+        p_values = dict(zip(scored, bootstrap_p(differences.mean(axis=0), resamples).tolist(), strict=True))
+        runs = [run for pair in pairs for run in pair]
+        means = [j for j, metric in enumerate(scored) if complete and _mean_of_examples(runs, metric)]
+        if means:
+            batch = ss.seed_test(differences[:, :, means])
+            crossed = {scored[j]: batch.at(position) for position, j in enumerate(means)}
+    for metric in metrics:
+        values = cell.paired_values(metric)
+        if values:
+            if metric in crossed:
+                result = crossed[metric]
+            else:
+                result = ss.seed_test_from_seeds(np.subtract(*zip(*values, strict=True)))
+            tested.metrics[metric] = MetricTest(result, p_values.get(metric))
+    if primary in tested.metrics:
+        values = cell.paired_values(primary)
+        if len(values) >= 2:
+            ours, theirs = zip(*values, strict=True)
+            tested.aso_epsilon = ss.aso_epsilon(ours, theirs)
+        tested.seeds_needed, tested.seeds_needed_note = ss.seeds_needed(tested.metrics[primary].seed_aware)
+    return tested
 
 
 def bootstrap_p(differences: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
