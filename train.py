@@ -11,6 +11,9 @@ Every run lives in a directory derived from its config,
 ``runs/<experiment_name>/<task>/<model>/<method>/calib-<name>/seed<seed>-<hash>``, and ends with
 ``results.json`` there (status, metrics, parameters, config, git, versions, timings).
 Running a completed config again prints its metrics and exits; ``rerun=true`` trains it again.
+A killed or interrupted run resumes from its newest checkpoint; SIGTERM or SIGINT checkpoints it,
+records ``interrupted`` and exits 143 or 130; a config another process is running exits 1 (a sweep
+skips it).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from omegaconf import DictConfig
 from repcali.config import register, unknown_choice
 from repcali.errors import RepCaliError
 from repcali.experiment import run_experiment
+from repcali.ownership import RunBusy, lock_held
 from repcali.redact import secret_in_overrides
 from repcali.report import metrics_table
 from repcali.results import RESULTS_NAME
@@ -40,15 +44,28 @@ log = logging.getLogger("repcali")
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     outcome = run_experiment(cfg, run_dir)
-    if outcome.results is None:
+    if outcome.refused:
         remove_unrecorded(run_dir, Path(os.path.abspath(cfg.runs_dir)))  # as Hydra made run_dir
-    else:
+    elif outcome.results is not None:
         print(metrics_table({outcome.results.identity.path: outcome.results}))
     if outcome.skipped:
         print(f"Already completed; skipped (rerun=true trains it again). Run dir: {run_dir}")
         return
     error = outcome.error
+    if isinstance(error, RunBusy):  # another process owns it: nothing was done, nothing recorded
+        if sweep:
+            print(f"Skipped: {error}")
+            return
+        print(f"\nerror: {error}", file=sys.stderr)
+        sys.exit(1)
+    if outcome.interrupted is not None:  # recorded; now the previous handler, or exit 128 + n: a sweep stops
+        what = outcome.results.error.message if outcome.results and outcome.results.error else outcome.interrupted
+        print(f"\ninterrupted: {what}", file=sys.stderr)
+        if outcome.results is not None:
+            print(f"Run {outcome.results.status}; results.json records it. Run dir: {run_dir}")
+        outcome.interrupted.hand_on()
     if error is None:
         print(f"Run dir: {run_dir}")
         return
@@ -57,14 +74,14 @@ def main(cfg: DictConfig) -> None:
     print(f"\nerror: {error}", file=sys.stderr)  # newline: a progress bar may hold the line
     if outcome.results is not None:
         print(f"Run failed; results.json records why. Run dir: {run_dir}")
-    if HydraConfig.get().mode != RunMode.MULTIRUN or not isinstance(error, Exception):
+    if not sweep or not isinstance(error, Exception):
         sys.exit(1)  # a sweep goes on (a failed run is recorded, a refused one named above)
 
 
 def remove_unrecorded(run_dir: Path, runs_dir: Path) -> None:
     """Hydra makes a run's directory (.hydra/, train.log) before the run starts; a refused run with no
-    earlier record leaves none, nor the folders above it that it alone made."""
-    if (run_dir / RESULTS_NAME).exists():
+    earlier record leaves none, nor the folders above it that it alone made (unless another process owns it)."""
+    if (run_dir / RESULTS_NAME).exists() or lock_held(run_dir):
         return
     shutil.rmtree(run_dir, ignore_errors=True)
     for folder in run_dir.parents:

@@ -8,9 +8,10 @@ name and size. A folder is complete when its manifest exists and every file stil
 structure, so resuming skips a partial or truncated checkpoint without hashing gigabytes.
 
 What later code calls: :func:`latest_checkpoint` (the newest complete checkpoint of a run directory),
-:meth:`Checkpointer.save_at_next_step` (save, and optionally stop, at the next step boundary: what a
-signal handler asks for), :func:`train_resuming` (train from the newest complete checkpoint) and
-:func:`remove_checkpoints`.
+:meth:`Checkpointer.save_at_next_step` (save, and optionally stop, at the next step boundary: what
+:mod:`repcali.signals` asks for), :func:`train_resuming` (train from the newest complete checkpoint)
+and :func:`remove_checkpoints`. Deleting checkpoints is for the run directory's owner only
+(:mod:`repcali.ownership`): another process may be writing one.
 """
 
 from __future__ import annotations
@@ -150,13 +151,22 @@ def _barrier() -> None:
         torch.distributed.barrier()
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _max_over_processes(value: int, device) -> int:
+    """The same number on every process: the largest (one all-reduce when distributed)."""
+    if not _distributed():
+        return value
+    tensor = torch.tensor([value], device=device)
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+    return int(tensor.item())
+
+
 def _any_process(flag: bool, device) -> bool:
-    """The same decision on every process: True if any says so (one all-reduce when distributed)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return flag
-    value = torch.tensor([int(flag)], device=device)
-    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
-    return bool(value.item())
+    """The same decision on every process: True if any says so."""
+    return bool(_max_over_processes(int(flag), device))
 
 
 class Checkpointer(TrainerCallback):
@@ -177,21 +187,40 @@ class Checkpointer(TrainerCallback):
         self.keep = keep
         self.loss = loss
         self.saving: int | None = None  # the step being saved, until the checkpoint is complete
-        self._requested: bool | None = None  # save at the next step boundary; True: and stop
+        # Requests (a signal handler's): counted by the requester, marked served here; neither side
+        # overwrites the other's field, so a request made while one is being served is never lost.
+        self._requests = 0
+        self._served = 0
+        self._stop = False  # a request to stop is final
         self._last_save = time.monotonic()
 
     def save_at_next_step(self, stop: bool = False) -> None:
-        """Save a checkpoint at the next step boundary (and stop training if ``stop``). Only sets flags."""
-        self._requested = stop or bool(self._requested)
+        """Save a checkpoint at the next step boundary (and stop training if ``stop``). Only sets flags.
+
+        Distributed, the processes agree at the next logging step (where they synchronise already), so
+        that all of them save and stop at the same step whichever received the request.
+        """
+        self._stop = self._stop or stop
+        self._requests += 1
+
+    def _pending(self, at_logging_step: bool, device) -> int:
+        """0: nothing to do now; 1: save; 2: save and stop."""
+        pending = self._requests
+        local = (2 if self._stop else 1) if pending > self._served else 0
+        if _distributed():
+            if not at_logging_step:
+                return 0
+            local = _max_over_processes(local, device)
+        self._served = pending
+        return local
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last_save = time.monotonic()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self._requested is not None:
+        if request := self._pending(control.should_log, args.device):
             control.should_save = True
-            control.should_training_stop = control.should_training_stop or self._requested
-            self._requested = None
+            control.should_training_stop = control.should_training_stop or request == 2
         if control.should_log and math.isfinite(self.interval_s):
             due = time.monotonic() - self._last_save >= self.interval_s
             control.should_save = _any_process(due, args.device) or control.should_save
@@ -267,6 +296,11 @@ def _finished(checkpoint: Checkpoint) -> bool:
     return 0 < state["max_steps"] <= state["global_step"]
 
 
+def find_checkpointer(trainer) -> Checkpointer | None:
+    """The trainer's :class:`Checkpointer` (None: checkpoints are off)."""
+    return next((c for c in trainer.callback_handler.callbacks if isinstance(c, Checkpointer)), None)
+
+
 def train_resuming(trainer, run_dir: Path) -> Trained:
     """``trainer.train()``, from the newest complete checkpoint of ``run_dir`` if there is one.
 
@@ -275,7 +309,7 @@ def train_resuming(trainer, run_dir: Path) -> Trained:
     written at the end of training (a run killed while evaluating) is loaded without ``train()``:
     resumed there, the Trainer would run one more step when ``max_steps`` ends mid-epoch.
     """
-    checkpointer = next((c for c in trainer.callback_handler.callbacks if isinstance(c, Checkpointer)), None)
+    checkpointer = find_checkpointer(trainer)
     latest = None
     if checkpointer is not None:
         with trainer.args.main_process_first(desc="checkpoints"):

@@ -12,8 +12,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from repcali.config import repcali_config
+from repcali.errors import RepCaliError
 from repcali.methods import check_combination, method_named
 from repcali.redact import refuse_secrets
+from repcali.signals import signals_named
 from repcali.training import training_arguments
 
 
@@ -24,3 +26,6 @@ def check_config(cfg: DictConfig, run_dir: Path) -> None:
     method_named(cfg.method.name).settings(cfg.method.options)
     check_combination(cfg.method.name, cfg.calib.enabled, cfg.calib.train)
     training_arguments(cfg, run_dir)
+    signals_named(cfg.run.stop_signals)
+    if not cfg.run.lock_wait_s >= 0:
+        raise RepCaliError(f"run.lock_wait_s={cfg.run.lock_wait_s}. Fix: a number of seconds >= 0.")

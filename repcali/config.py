@@ -226,6 +226,26 @@ class CheckpointConfig:
 
 
 @dataclass
+class RunControlConfig:
+    """How a run shares its directory and stops (:mod:`repcali.ownership`, :mod:`repcali.signals`); not
+    part of the run's identity.
+
+    - ``lock``: hold the run directory's lock while running, so that a second process on the same
+      config waits or is refused; false only on a file system without ``flock`` (then nothing stops
+      two processes from training one run at once).
+    - ``lock_wait_s``: how long a second process waits for the owner before it is refused (a sweep
+      skips the run; ``train.py`` exits 1). 0: at once (after a 2 s grace). A requeued job that may
+      start while its predecessor still saves wants a few minutes.
+    - ``stop_signals``: signals that checkpoint, record ``interrupted`` and exit 128 + n (SLURM's
+      SIGTERM, Ctrl-C's SIGINT; add SIGUSR2 for SLURM's ``--signal`` or submitit's preemption).
+    """
+
+    lock: bool = True
+    lock_wait_s: float = 0.0
+    stop_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGINT"])
+
+
+@dataclass
 class TrainConfig:
     """One run: a backbone fine-tuned on a task, with or without RepCali, for one seed."""
 
@@ -236,6 +256,7 @@ class TrainConfig:
     trainer: dict[str, Any] = field(default_factory=dict)  # Seq2SeqTrainingArguments fields
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # not in IDENTITY_KEYS
+    run: RunControlConfig = field(default_factory=RunControlConfig)  # not in IDENTITY_KEYS
     experiment_name: str = "default"  # the group of runs: W&B group, first run-dir level (set by experiment=)
     seed: int = 42
     runs_dir: str = "runs"

@@ -1,20 +1,28 @@
-"""One run, end to end: skip if completed, record, train, evaluate, save; what ``train.py`` calls.
+"""One run, end to end: skip if completed, own the directory, record, train, evaluate, save; what ``train.py`` calls.
 
 It lives here rather than in ``train.py`` so that tests and other tools (sweepers, notebooks) run
 exactly what the command line runs, in-process, on a config composed with Hydra's compose API.
+
+The run's life cycle: a completed run is skipped; a config that cannot run is refused; then the
+process takes the run directory's lock (:mod:`repcali.ownership`; another owner: :class:`RunBusy`,
+nothing touched) and handles the stop signals (:mod:`repcali.signals`) until its record is final:
+``completed``, ``failed``, or ``interrupted`` after a checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from repcali.errors import RepCaliError
+from repcali.ownership import RunBusy, RunLock, agree, this_process
 from repcali.results import InvalidResults, Results, read_results
 from repcali.runs import RunRecord, write_predictions
+from repcali.signals import Interrupted, StopOnSignals
 from repcali.tracking import finish_wandb, is_main_process, start_wandb
 
 log = logging.getLogger("repcali")
@@ -24,18 +32,24 @@ log = logging.getLogger("repcali")
 class Outcome:
     """What a run ended with: its record (as written to ``results.json``) and the error, if any."""
 
-    results: Results | None  # None: refused before it started (a config that cannot run); nothing recorded
-    error: BaseException | None = None
+    results: Results | None  # None: refused, run by another process, or stopped while waiting; nothing recorded
+    error: BaseException | None = None  # RunBusy: another process owns the run directory
     skipped: bool = False  # completed before; nothing was run
+    interrupted: Interrupted | None = None  # a stop signal arrived: hand it on (Interrupted.hand_on) once reported
+
+    @property
+    def refused(self) -> bool:
+        """A config that cannot run: refused before anything was recorded or locked."""
+        return self.results is None and isinstance(self.error, RepCaliError) and not isinstance(self.error, RunBusy)
 
 
-def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> None:
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, stop: StopOnSignals | None = None) -> None:
     """The experiment: load, apply the method, calibrate, tokenize, train, generate, score, save."""
     # Heavy libraries load here, so `--cfg job` and skipped reruns start in a fraction of a second.
     from transformers import set_seed
 
     from repcali.calibration import attach_repcali
-    from repcali.checkpoints import resume_hint, saving, train_resuming
+    from repcali.checkpoints import find_checkpointer, resume_hint, saving, train_resuming
     from repcali.config import repcali_config
     from repcali.data import build_task_data
     from repcali.methods import apply_method, unwrap
@@ -65,7 +79,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
 
     report_to = start_wandb(cfg, run_dir, results.identity)
     trainer = build_trainer(cfg, model, tokenizer, data, run_dir, report_to)
-    with record.timed("train"):  # nothing to train (method=frozen calib=off): the backbone is evaluated as loaded
+    training = stop.training(find_checkpointer(trainer)) if stop else nullcontext()  # a signal: checkpoint, stop
+    with record.timed("train"), training:  # nothing to train (method=frozen calib=off): evaluated as loaded
         train_output = train_resuming(trainer, run_dir) if results.params["trainable"] else None
     if train_output is not None:
         results.timings["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
@@ -92,40 +107,89 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
                     save_model(model, tokenizer, run_dir / "model", base_model=base_model)
 
 
+def _previous(run_dir: Path, warn: bool = True) -> Results | None:
+    try:
+        return read_results(run_dir)
+    except InvalidResults as error:  # RunRecord.start() keeps the unreadable file aside
+        if warn:
+            log.warning("Unreadable record %s; kept aside as results.invalid.<time>.json; running it.", error.problem)
+        return None
+
+
+def _take(run_dir: Path, settings) -> RunLock | None:
+    """The run directory's lock, on the main process (every process learns whether it got it); raises
+    :class:`RunBusy`, or a :class:`RepCaliError` where the file system has no locks."""
+    lock, refusal = None, None
+    if is_main_process() and settings.lock:
+        lock = RunLock(run_dir)
+        try:
+            lock.acquire(settings.lock_wait_s)
+        except RepCaliError as error:
+            lock, refusal = None, error
+    if (refusal := agree(refusal)) is not None:
+        raise refusal
+    return lock
+
+
 def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
     """Run ``cfg`` in ``run_dir`` and record it; a completed run is not run again unless ``cfg.rerun``.
 
-    Every failure, Ctrl-C included, is recorded in ``results.json`` and returned, never raised; a config
-    that cannot run is refused before anything is recorded.
+    Every failure, a stop signal included, is recorded in ``results.json`` and returned, never raised;
+    a config that cannot run is refused before anything is recorded; a run directory that another
+    process owns is left as it is (:class:`RunBusy`). The caller hands ``Outcome.interrupted`` on.
     """
-    try:
-        previous = read_results(run_dir)
-    except InvalidResults as error:  # start() keeps the unreadable file aside
-        log.warning("Unreadable run record %s; kept aside as results.invalid.<time>.json; running it.", error.problem)
-        previous = None
+    previous = _previous(run_dir)
     if previous and previous.status == "completed" and not cfg.rerun:
         return Outcome(previous, skipped=True)
-    from repcali.checkpoints import remove_checkpoints  # loads torch and transformers: after the skip
-    from repcali.checks import check_config
+    from repcali.checks import check_config  # loads torch and transformers: after the skip
 
     try:
         check_config(cfg, run_dir)
     except RepCaliError as refusal:
         return Outcome(None, refusal)
 
-    if previous and previous.status == "completed":
+    stop = StopOnSignals(cfg.run.stop_signals)
+    with stop:
+        try:
+            lock = _take(run_dir, cfg.run)
+        except (RepCaliError, Interrupted) as error:  # owned by another process, or stopped while waiting
+            return Outcome(None, error, interrupted=stop.interrupted())
+        try:
+            return _own(cfg, run_dir, stop)
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+def _own(cfg: DictConfig, run_dir: Path, stop: StopOnSignals) -> Outcome:
+    """The run, by the process that owns its directory: only it resumes, deletes checkpoints and records."""
+    from repcali.checkpoints import remove_checkpoints, resume_hint
+
+    main = is_main_process()
+    previous = _previous(run_dir, warn=False) if main else None  # again: another owner may have completed it
+    if agree(bool(previous and previous.status == "completed" and not cfg.rerun)):
+        return Outcome(read_results(run_dir), skipped=True)
+    if main and previous and previous.status == "completed":
         remove_checkpoints(run_dir)  # a rerun trains from step 0, not from the completed run's last checkpoint
-    record = RunRecord(run_dir, cfg, write=is_main_process())
-    record.start()
+    record = RunRecord(run_dir, cfg, write=main)
+    record.results.owner = this_process() if main else None
     error: BaseException | None = None
+    completed = False
     try:
-        train_and_evaluate(cfg, run_dir, record)
+        record.start()
+        train_and_evaluate(cfg, run_dir, record, stop)
+        stop.defer()  # from here on a signal is noted, not raised: the record is written whatever comes
         record.complete()
-        if is_main_process():
+        completed = True
+        if main:
             remove_checkpoints(run_dir)  # only now: a kill before `completed` is on disk resumes from them
-    except BaseException as caught:  # record every failure, Ctrl-C included, before reporting it
+    except BaseException as caught:  # record every failure, a signal included, before reporting it
+        stop.defer()
         error = caught
-        record.fail(caught)
+        if isinstance(caught, Interrupted) and not completed:
+            record.interrupt(f"{caught}; the same command {resume_hint(run_dir)}.")
+        elif not completed:
+            record.fail(caught)
     finally:
         finish_wandb(record.results)
-    return Outcome(record.results, error)
+    return Outcome(record.results, error, interrupted=stop.interrupted())

@@ -121,19 +121,23 @@ class RedactedHydraOutput(Callback):
 
     Hydra's own writer is off (``hydra.output_subdir: null`` in ``conf/train.yaml``): it writes before
     any callback could redact. A sweep's ``multirun.yaml``, which Hydra writes before the first job, is
-    rewritten redacted when a job starts.
+    rewritten redacted when a job starts. A run directory that another process owns keeps the
+    ``.hydra/`` that process wrote.
     """
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
 
+        from repcali.ownership import lock_held
+
         hydra = OmegaConf.to_container(HydraConfig.instance().cfg, resolve=False)
         task = {k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"}
         output = Path(config.hydra.runtime.output_dir) / ".hydra"
-        output.mkdir(parents=True, exist_ok=True)
-        _write_yaml(task, output / "config.yaml")
-        _write_yaml(hydra, output / "hydra.yaml")
-        _write_yaml(list(config.hydra.overrides.task), output / "overrides.yaml")
+        if not lock_held(output.parent):  # another process runs it: its .hydra/ stays as it wrote it
+            output.mkdir(parents=True, exist_ok=True)
+            _write_yaml(task, output / "config.yaml")
+            _write_yaml(hydra, output / "hydra.yaml")
+            _write_yaml(list(config.hydra.overrides.task), output / "overrides.yaml")
         multirun = Path(config.hydra.sweep.dir) / "multirun.yaml"
         if multirun.is_file() and find_secrets(OmegaConf.to_container(OmegaConf.load(multirun), resolve=False)):
             _write_yaml(OmegaConf.to_container(OmegaConf.load(multirun), resolve=False), multirun)

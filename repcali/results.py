@@ -9,7 +9,8 @@ together with a :class:`Problem` for each file that does not.
 
 Schema versions: 1, the first record, written key by key; 2, the same fields written from
 :class:`Results`, with ``status`` in ``STATUSES``. Version-1 files have every field of version 2
-and read as they are.
+and read as they are. Fields added since (``owner``, the ``interrupted`` status) have defaults,
+so older files of either version still read.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from repcali.identity import RunIdentity
 RESULTS_NAME = "results.json"
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-STATUSES = ("running", "completed", "failed")
+STATUSES = ("running", "completed", "failed", "interrupted")  # interrupted: stopped by a signal, resumable
 
 
 @dataclass(kw_only=True)
@@ -36,6 +37,22 @@ class RunError:
 
     type: str
     message: str
+
+
+@dataclass(kw_only=True)
+class Owner:
+    """The process that runs (or ran) a run. While it runs it holds the run directory's lock
+    (:mod:`repcali.ownership`); host, pid and the process's start time name it even after its pid is reused."""
+
+    host: str
+    pid: int
+    process_started: float  # the process's creation time, seconds since the epoch (psutil's create_time)
+    since: str  # when it took the run directory (ISO 8601, UTC)
+    slurm_job_id: str | None = None  # SLURM_JOB_ID (array jobs: <array job>_<task>), when run under SLURM
+
+    def describe(self) -> str:
+        job = f", SLURM job {self.slurm_job_id}" if self.slurm_job_id else ""
+        return f"pid {self.pid} on {self.host}{job} since {self.since}"
 
 
 @dataclass(kw_only=True)
@@ -62,6 +79,7 @@ class Results:
     timings: dict[str, Any] = field(default_factory=dict)  # <stage>_s seconds, train_samples_per_second
     truncation: dict[str, Any] | None = None  # per split: sources and targets cut at their max length
     resumed_from_step: int | None = None  # the checkpoint's step training resumed from (None: from the start)
+    owner: Owner | None = None  # who runs it (None: written before owners were recorded)
     started_at: str | None = None
     finished_at: str | None = None
 
@@ -87,6 +105,10 @@ class Results:
             raise ValueError(f"schema_version {results.schema_version} is not one of {READABLE_VERSIONS}")
         if results.status not in STATUSES:
             raise ValueError(f"status {results.status!r} is not one of {STATUSES}")
+        for section in ("metrics", "params"):  # what tables and reports compute with
+            for name, value in getattr(results, section).items():
+                if not (value is None or (isinstance(value, int | float) and not isinstance(value, bool))):
+                    raise ValueError(f"field {section}.{name} is {type(value).__name__}, not a number")
         try:
             _ = results.identity  # computed now: a config that cannot name its run makes the file invalid
         except (KeyError, TypeError, ValueError) as error:

@@ -2,7 +2,8 @@
 
 ``results.json`` (its schema: :mod:`repcali.results`) is the source of truth for tables and
 sweeps (W&B only mirrors it). It is written atomically (temporary file, then rename) at start
-(``running``) and at the end (``completed`` or ``failed``), so a reader never sees half a file.
+(``running``, with its owner) and at the end (``completed``, ``failed`` or ``interrupted``), so a
+reader never sees half a file.
 A forced rerun keeps the old record aside.
 """
 
@@ -164,6 +165,11 @@ class RunRecord:
     def fail(self, error: BaseException) -> None:
         self.results.error = RunError(type=type(error).__name__, message=str(error))
         self._finish("failed")
+
+    def interrupt(self, message: str) -> None:
+        """Stopped by a signal: not a failure; the same command resumes it."""
+        self.results.error = RunError(type="Interrupted", message=message)
+        self._finish("interrupted")
 
     def _finish(self, status: str) -> None:
         self.results.status = status

@@ -8,17 +8,19 @@ are skipped by ``train.py`` and failed ones recorded, so running a sweep again r
 missing or failed.
 
     python -m repcali.sweeps list
-    python -m repcali.sweeps status main_table [overrides]   # done / failed / running / missing per run
+    python -m repcali.sweeps status main_table [overrides]   # done / failed / interrupted / running / missing
     python -m repcali.sweeps run main_table [overrides]      # every part in turn
 
 ``status`` runs nothing: it reads ``results.json`` where ``train.py`` records each grid point
 (:mod:`repcali.grid`: the points composed as ``train.py`` composes them, cached on disk, so only
-the first status after a change of ``conf/`` composes).
+the first status after a change of ``conf/`` composes). A ``running`` record whose process is gone
+shows as ``interrupted`` (:func:`repcali.ownership.shown_status`); the next sweep resumes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -28,11 +30,13 @@ from pathlib import Path
 from repcali import grid
 from repcali.config import PROJECT_ROOT
 from repcali.errors import RepCaliError
+from repcali.ownership import shown_status
 from repcali.results import InvalidResults, read_results
 
 SWEEPS_DIR = PROJECT_ROOT / "sweeps"
-STATUS_NAMES = {"completed": "done", "failed": "failed", "running": "running"}
-STATES = ("done", "failed", "running", "missing")  # and invalid: a results.json that cannot be read
+STOPS = (signal.SIGINT, signal.SIGTERM)  # passed on to the running part
+STATUS_NAMES = {"completed": "done", "failed": "failed", "running": "running", "interrupted": "interrupted"}
+STATES = ("done", "failed", "running", "missing")  # counted always; interrupted and invalid when there are some
 
 
 def available() -> list[str]:
@@ -56,8 +60,8 @@ class RunStatus:
     part: str
     job: tuple[str, ...]
     run_dir: Path
-    status: str  # done | failed | running | missing | invalid
-    error: str | None = None  # a failed run's error, or what is wrong with an invalid results.json
+    status: str  # done | failed | interrupted | running | missing | invalid
+    error: str | None = None  # a failed run's error, what is wrong with an invalid results.json, or the owner
 
 
 def status(name: str, overrides: list[str] = ()) -> list[RunStatus]:
@@ -70,8 +74,10 @@ def status(name: str, overrides: list[str] = ()) -> list[RunStatus]:
             except InvalidResults as error:
                 found.append(RunStatus(part, point.job, point.run_dir, "invalid", error.problem.reason))
                 continue
-            state = STATUS_NAMES.get(results.status, "missing") if results else "missing"
+            state = STATUS_NAMES.get(shown_status(point.run_dir, results), "missing") if results else "missing"
             error = results.error.message if results and results.error else None
+            if state in ("running", "interrupted") and results.owner and not error:
+                error = f"{'owner' if state == 'running' else 'was run by'} {results.owner.describe()}"
             found.append(RunStatus(part, point.job, point.run_dir, state, error))
     return found
 
@@ -90,18 +96,28 @@ def format_status(runs: list[RunStatus], lines: bool = True, counts: bool = True
             text.append(f"{run.status:<8} {label}{where}{error}")
     if counts:
         found = Counter(run.status for run in runs)
-        shown = [*STATES, *(["invalid"] if found["invalid"] else [])]
+        shown = [*STATES, *(state for state in ("interrupted", "invalid") if found[state])]
         states = ", ".join(f"{found[state]} {state}" for state in shown)
         text.append(f"{len(runs)} runs: {states}")
     return "\n".join(text)
 
 
 def run(name: str, overrides: list[str] = ()) -> int:
-    """Run every part of a sweep with ``train.py -m``; stop at the first part that cannot start."""
+    """Run every part of a sweep with ``train.py -m``; stop at the first part that cannot start or is stopped.
+
+    SIGINT and SIGTERM are passed to the running part, whose run checkpoints, records ``interrupted``
+    and exits 130 or 143, and this waits for it (``subprocess.run`` would kill it 0.25 s after a Ctrl-C).
+    """
     for part in parts(name):
         command = [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", f"+sweep={part}", *overrides]
         print("$", " ".join(command[1:]), flush=True)
-        code = subprocess.run(command).returncode
+        with subprocess.Popen(command) as process:
+            forward = {signum: signal.signal(signum, lambda n, _: process.send_signal(n)) for signum in STOPS}
+            try:
+                code = process.wait()
+            finally:
+                for signum, previous in forward.items():
+                    signal.signal(signum, previous)
         if code != 0:
             return code
     return 0

@@ -1,7 +1,9 @@
-"""Runs that survive: checkpoints, resume after a real kill, identical results, a full disk, determinism.
+"""Runs that survive: checkpoints, resume after a real kill or stop signal, identical results, a full
+disk, determinism.
 
-The faults are real: ``train.py`` in a subprocess killed by a signal, a checkpoint file truncated on
-disk, a filesystem that is full (a 1 MiB tmpfs mounted in a user namespace where the run writes).
+The faults are real: ``train.py`` in a subprocess killed or stopped by a signal, a checkpoint file
+truncated on disk, a filesystem that is full (a 1 MiB tmpfs mounted in a user namespace where the run
+writes).
 Each run is a few seconds of tiny T5 on the XSum fixture: 8 steps of 6 examples (16 examples: 3 steps
 per epoch, the last one short), a checkpoint every 2 steps, so a resume from step 4 lands in the
 middle of the second epoch: the case the stock length-grouped sampler cannot reproduce.
@@ -61,10 +63,15 @@ def train(runs_dir: Path, *overrides: str, env: dict | None = None) -> subproces
     )
 
 
-def interrupt(runs_dir: Path, signum: int, at_step: int, *overrides: str, env: dict | None = None) -> Path:
-    """Start a run, send ``signum`` once checkpoint ``at_step`` is complete, return its run directory."""
+def interrupt(
+    runs_dir: Path, signum: int, at_step: int, *overrides: str, env: dict | None = None, multirun: bool = False
+) -> Path:
+    """Start a run, send ``signum`` once checkpoint ``at_step`` is complete, return its run directory.
+
+    The process must end as that signal says: killed by SIGKILL, exit 128 + n after any other.
+    """
     process = subprocess.Popen(
-        command(runs_dir, *overrides),
+        command(runs_dir, *overrides)[:2] + ["-m"] * multirun + command(runs_dir, *overrides)[2:],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -85,6 +92,8 @@ def interrupt(runs_dir: Path, signum: int, at_step: int, *overrides: str, env: d
         if process.poll() is None:
             process.kill()
             process.wait()
+    expected = -signal.SIGKILL if signum == signal.SIGKILL else 128 + signum
+    assert process.returncode == expected, process.stderr.read()[-3000:]
     run_dir = manifests[0].parents[2]
     results = read_results(run_dir)
     assert results.status != "completed", "the run completed before the signal arrived"
@@ -117,33 +126,52 @@ def test_the_same_command_twice_gives_identical_results(tmp_path, reference):
 
 
 @pytest.mark.slow
-# SIGTERM joins once train.py handles it (save a checkpoint, record `interrupted`); the resume is the same.
-@pytest.mark.parametrize("signum", [signal.SIGKILL], ids=["SIGKILL"])
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_killed_run_resumes_from_its_newest_complete_checkpoint_to_the_uninterrupted_result(
     tmp_path, reference, signum
 ):
-    """Killed at 75 %, its newest checkpoint then cut short on disk: it resumes from the one before
-    (50 %, mid-epoch) and ends bit-identical to the uninterrupted run."""
-    run_dir = interrupt(tmp_path, signum, at_step=6)
+    """SIGKILL at 75 %, its newest checkpoint then cut short on disk: it resumes from the one before
+    (50 %, mid-epoch). SIGTERM at 50 %: the run saves a checkpoint at the next step, records
+    ``interrupted`` and exits 143; it resumes from that checkpoint. Both end bit-identical to the
+    uninterrupted run."""
+    run_dir = interrupt(tmp_path, signum, at_step=6 if signum == signal.SIGKILL else 4)
+    complete = [c for c in checkpoint_folders(run_dir / CHECKPOINTS_DIR) if not incompleteness(c.path)]
     if signum == signal.SIGKILL:
         assert read_results(run_dir).status == "running"  # nothing could record it
-    *_, previous, newest = [c for c in checkpoint_folders(run_dir / CHECKPOINTS_DIR) if not incompleteness(c.path)]
-    weights = newest.path / "model.safetensors"
-    os.truncate(weights, weights.stat().st_size // 2)  # what a kill mid-write or a node crash leaves
-    assert "model.safetensors has" in incompleteness(newest.path)
-    assert latest_checkpoint(run_dir) == previous
+        *_, resume_from, newest = complete
+        weights = newest.path / "model.safetensors"
+        os.truncate(weights, weights.stat().st_size // 2)  # what a kill mid-write or a node crash leaves
+        assert "model.safetensors has" in incompleteness(newest.path)
+        assert latest_checkpoint(run_dir) == resume_from
+    else:
+        resume_from = complete[-1]  # saved after the signal: at the step that was running
+        results = read_results(run_dir)
+        assert results.status == "interrupted" and resume_from.step > 4
+        assert results.error.message == f"stopped by SIGTERM; the same command resumes from {resume_from.path.name}."
 
     process = train(tmp_path)
     assert process.returncode == 0, process.stderr[-3000:]
     assert run_dir_of(process) == run_dir
     results = read_results(run_dir)
-    assert results.status == "completed" and results.resumed_from_step == previous.step >= 4
+    assert results.status == "completed" and results.resumed_from_step == resume_from.step >= 4
     assert outcome(run_dir) == reference  # bit-identical, train_loss included
-    assert list(run_dir.glob("results.running.*.json"))  # the killed attempt's record is kept aside
+    label = "running" if signum == signal.SIGKILL else "interrupted"
+    assert list(run_dir.glob(f"results.{label}.*.json"))  # the stopped attempt's record is kept aside
     assert not (run_dir / CHECKPOINTS_DIR).exists()
 
     again = train(tmp_path)  # completed: skipped, not resumed
     assert again.returncode == 0 and "Already completed" in again.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_sweep_checkpoints_records_interrupted_and_stops_the_sweep(tmp_path):
+    """SIGINT while the first of two runs trains: it saves a checkpoint, records ``interrupted``, and the
+    process exits 130 instead of going on to the second run."""
+    run_dir = interrupt(tmp_path, signal.SIGINT, 2, "seed=1,2", multirun=True)
+    results = read_results(run_dir)
+    assert results.status == "interrupted" and results.error.message.startswith("stopped by SIGINT; ")
+    assert latest_checkpoint(run_dir).step > 2 and results.seed == 1
+    assert [path.parent for path in tmp_path.rglob("results.json")] == [run_dir]  # seed 2 never started
 
 
 def test_completeness_is_checked_by_manifest_size_and_structure(tmp_path):

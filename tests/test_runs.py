@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from repcali.config import TrainConfig
 from repcali.identity import RunIdentity
-from repcali.results import RESULTS_NAME, InvalidResults, Results, _build, find_results, read_results
+from repcali.results import RESULTS_NAME, InvalidResults, Owner, Results, _build, find_results, read_results
 from repcali.runs import RunRecord, write_json_atomic
 from tests.grid import FIXTURES
 
@@ -66,6 +66,7 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
 def test_record_lifecycle_and_archiving(tmp_path):
     cfg = config()
     first = RunRecord(tmp_path, cfg)
+    first.results.owner = Owner(host="node1", pid=7, process_started=1.5e9, since="2026-11-30T00:00:00+00:00")
     first.start()
     assert read_results(tmp_path).status == "running"
     first.results.metrics = {"rouge1": 1.5}
@@ -73,6 +74,7 @@ def test_record_lifecycle_and_archiving(tmp_path):
     done = read_results(tmp_path)
     assert done == first.results and done.schema_version == 2 and done.identity == RunIdentity.of(cfg)
     assert done.status == "completed" and done.timings["total_s"] >= 0 and done.versions["omegaconf"]
+    assert done.owner.describe() == "pid 7 on node1 since 2026-11-30T00:00:00+00:00"
     assert (done.experiment, done.model, done.calib, done.seed) == ("default", "m", "off", 42)
     second = RunRecord(tmp_path, cfg)
     second.start()
@@ -92,6 +94,8 @@ def broken(data: dict) -> list[tuple[str, str]]:
         (json.dumps({**data, "schema_version": 7}), "schema_version 7"),
         (json.dumps({k: v for k, v in data.items() if k != "config"}), "field config is missing"),
         (json.dumps({**data, "config": {"model": {}}}), "its config cannot tell which run it is"),
+        (json.dumps({**data, "metrics": {"rouge1": "20.1"}}), "field metrics.rouge1 is str, not a number"),
+        (json.dumps({**data, "owner": {"host": "h", "pid": "7"}}), "field owner.pid is str, not int"),
         ("[]", "not a JSON object"),
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -15,11 +16,13 @@ from scipy import stats
 
 from repcali.config import TrainConfig
 from repcali.identity import RunIdentity
+from repcali.ownership import lock_held
 from repcali.results import RESULTS_NAME
 from repcali.runs import PREDICTIONS_NAME, RunRecord, write_predictions
 from repcali.tables import build, paper
 from repcali.tables.seed_significance import CROSSED, SEEDS_ONLY
 from repcali.tables.significance import bootstrap_p, example_scores, seed_differences
+from tests.holder import end, hold
 
 N_EXAMPLES = 20
 RESAMPLES = 200
@@ -382,3 +385,67 @@ def test_thousand_results_take_seconds(tmp_path):
     table = (tmp_path / "tables" / "main_table.md").read_text()
     assert len(written) == 4 and "| template + RepCali | 1/3 | 20.50 (Δ +0.50, n < 3 seeds) |" in table
     assert seconds < 30
+
+
+def test_a_running_record_whose_process_is_gone_counts_as_interrupted_and_a_live_owner_is_left_alone(tmp_path):
+    demo = {"experiment": "demo", "task": "xsum", "seed": 1, "status": "running"}
+    gone, alive = write_run(tmp_path, **demo, model="t5_small"), write_run(tmp_path, **demo, model="t5_base")
+    end(hold(gone))  # its process was killed (SIGKILL): the record still says running
+    owner = hold(alive)
+    try:
+        build(tmp_path, tmp_path / "tables", resamples=RESAMPLES)
+        assert lock_held(alive) is True and owner.poll() is None  # the build did not disturb it
+    finally:
+        end(owner)
+    markdown = (tmp_path / "tables" / "demo.md").read_text()
+    assert "| t5_small | 0/1 · 1 interrupted | interrupted |" in markdown
+    assert "| t5_base | 0/1 · 1 running | running |" in markdown
+    rows = {row["row"]: row for row in csv.DictReader((tmp_path / "tables" / "demo.csv").open())}
+    assert (rows["t5_small"]["n_interrupted"], rows["t5_small"]["n_running"]) == ("1", "0")
+
+
+def test_unusable_predictions_and_records_are_named_by_path_and_every_run_still_counts(tmp_path, caplog):
+    """Files cut short or edited by hand on disk: a build never stops on one, names each, and shows the rest."""
+    rng = np.random.default_rng(0)
+    pairs = {}
+    for seed, (base, ours) in enumerate([(20.0, 25.2), (21.0, 26.0), (19.5, 24.4)], start=1):
+        common = {"experiment": "demo", "task": "aclsum", "model": "m", "seed": seed}
+        on = {"metrics": {"rouge1": ours}, "scores": {"rouge1": noisy_examples(rng, ours)}}
+        off = {"metrics": {"rouge1": base}, "scores": {"rouge1": noisy_examples(rng, base)}}
+        pairs[seed] = (write_run(tmp_path, **common, calib={}, **on), write_run(tmp_path, **common, **off))
+    cut = pairs[1][0] / PREDICTIONS_NAME
+    os.truncate(cut, cut.stat().st_size // 2)  # a kill or a full disk while it was copied
+    edited = pairs[2][1] / PREDICTIONS_NAME
+    rows = edited.read_text().splitlines()
+    rows[3] = json.dumps({**json.loads(rows[3]), "scores": {"rouge1": "high"}})
+    edited.write_text("\n".join(rows) + "\n")
+    binary = pairs[3][0] / PREDICTIONS_NAME
+    binary.write_bytes(b"\xff\xfe" + binary.read_bytes())
+    other = {"experiment": "demo", "task": "aclsum", "model": "m2", "seed": 1, "metrics": {"rouge1": 3.0}}
+    write_run(tmp_path, **other, scores={"rouge1": examples(3.0)})
+    no_id = write_run(tmp_path, **other, calib={}, scores={"rouge1": examples(3.0)})
+    (no_id / PREDICTIONS_NAME).write_text('{"prediction": "p", "scores": {"rouge1": 3.0}}\n')
+    hand = write_run(tmp_path, experiment="demo", task="aclsum", model="m3", seed=1, metrics={"rouge1": 3.0})
+    record = json.loads((hand / RESULTS_NAME).read_text())
+    (hand / RESULTS_NAME).write_text(json.dumps({**record, "metrics": {"rouge1": "3.0"}}))
+
+    build(tmp_path, tmp_path / "tables", resamples=RESAMPLES)
+    reasons = {
+        cut: "line 10 is not JSON",
+        edited: "row 4: scores is not an object of numbers",
+        binary: "cannot be read",
+        no_id / PREDICTIONS_NAME: "row 1 is not an object with an id",
+    }
+    markdown = (tmp_path / "tables" / "demo.md").read_text()
+    for path, reason in reasons.items():
+        assert f"Per-example scores left out: {path}: {reason}" in caplog.text
+        assert f"{path}: {reason}" in markdown
+    assert f"Left out of the tables: {hand / RESULTS_NAME}: field metrics.rouge1 is str, not a number" in caplog.text
+    ours = smoke_records_of(tmp_path / "tables" / "demo.csv")["m + RepCali"]
+    assert number(ours, "mean") == pytest.approx(25.2) and number(ours, "delta") == pytest.approx(5.03, abs=0.01)
+    assert ours["test_method"] == SEEDS_ONLY and ours["n"] == "3"  # from results.json: per-seed values
+    assert "| m2 + RepCali | 1/3 | 3.00 (Δ +0.00, n < 3 seeds) |" in markdown  # seeds: the table's
+
+
+def smoke_records_of(path: Path) -> dict[str, dict]:
+    return {row["row"]: row for row in csv.DictReader(path.open()) if row["metric"] == "rouge1"}

@@ -2,7 +2,9 @@
 
 The cells a table should have come from its sweeps' grids (:mod:`repcali.grid`, composed once and
 cached), so a cell never run shows as missing. A ``results.json`` that cannot be read is logged
-by path and left out; every other run still counts.
+by path and left out; a ``predictions.jsonl`` that cannot be used is logged by path and named in
+the table's notes, and its run counts with what its record holds; every other run still counts.
+A ``running`` record whose process is gone counts as ``interrupted``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from pathlib import Path
 from repcali import grid, sweeps
 from repcali.errors import RepCaliError
 from repcali.identity import RunIdentity
+from repcali.ownership import shown_status
 from repcali.results import find_results
 from repcali.tables import paper, render
 from repcali.tables.cells import Run, group
 from repcali.tables.plot import delta_plot, pyplot
-from repcali.tables.significance import RESAMPLES, example_scores
+from repcali.tables.significance import RESAMPLES, forget, unusable_predictions
 from repcali.tables.specs import SPECS, generic
 from repcali.tables.text import table
 
@@ -43,11 +46,11 @@ def expected_cells(sweep_names: tuple[str, ...]) -> tuple[list[RunIdentity] | No
 
 def build(runs_dir: Path, out_dir: Path, resamples: int = RESAMPLES) -> list[Path]:
     """Write every table with runs under ``runs_dir`` into ``out_dir``; return the files written."""
-    example_scores.cache_clear()  # read each run's predictions once per build, and afresh in the next
+    forget()  # read each run's predictions once per build, and afresh in the next
     found = find_results(runs_dir)
     for problem in found.problems:
         log.warning("Left out of the tables: %s", problem)
-    runs = [Run(path, results) for path, results in found.runs]
+    runs = [Run(path, results, shown_status(path, results)) for path, results in found.runs]
     experiments = dict.fromkeys(run.identity.experiment for run in runs)
     claimed = {spec.experiment for spec in SPECS}
     numbers = paper.load()
@@ -63,6 +66,7 @@ def build(runs_dir: Path, out_dir: Path, resamples: int = RESAMPLES) -> list[Pat
             expected, grid_note = expected_cells(spec.sweeps)
             cells = group(mine, spec.rows, spec.select, expected)
             content, bars = table(spec, cells, grid_note, numbers, resamples)
+            content.notes += _unusable_note({run.path for run in mine})
             paths = [out_dir / f"{spec.name}.{suffix}" for suffix in ("md", "tex", "csv", "png")]
             plots.append(plotter.submit(delta_plot, spec.title, bars, paths[3]))
             paths[0].write_text(render.markdown(content))
@@ -71,4 +75,18 @@ def build(runs_dir: Path, out_dir: Path, resamples: int = RESAMPLES) -> list[Pat
             written += paths
         for plot in plots:
             plot.result()  # a plotting error surfaces here, as it would have inline
+    for problem in unusable_predictions():
+        log.warning("Per-example scores left out: %s", problem)
     return written
+
+
+def _unusable_note(run_dirs: set[Path]) -> list[str]:
+    """A note naming the table's predictions.jsonl files that could not be used (their cells show the rest)."""
+    problems = [str(problem) for problem in unusable_predictions() if problem.path.parent in run_dirs]
+    if not problems:
+        return []
+    return [
+        "Unusable predictions.jsonl, left out (those runs' cells use their results.json: per-seed tests only): "
+        + "; ".join(problems)
+        + "."
+    ]

@@ -21,6 +21,7 @@ from repcali.identity import BLOCK_OPTIONS, RunIdentity
 from repcali.results import Results
 
 NOT_EVALUATION = {"train_loss"}  # in results.json metrics, but not a test-set score
+UNFINISHED = ("failed", "interrupted", "running")  # states of runs without results, counted in a cell
 ROW_FORMATS = {"lam": "λ={}", "layernorm": "LN={}", "train": "train={}"}
 
 
@@ -30,6 +31,7 @@ class Run:
 
     path: Path
     results: Results
+    shown: str | None = None  # the status to show, if not the record's (running, owner gone: interrupted)
 
     @property
     def identity(self) -> RunIdentity:
@@ -37,7 +39,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        return self.results.status
+        return self.shown or self.results.status
 
     @property
     def primary_metric(self) -> str | None:
@@ -82,10 +84,10 @@ class Cell:
 
     @property
     def state(self) -> str:
-        """done (all expected seeds), partial, failed, running, missing."""
+        """done (all expected seeds), partial, failed, interrupted, running, missing."""
         if self.completed:
             return "done" if {r.identity.seed for r in self.completed} >= self.expected_seeds else "partial"
-        for state in ("failed", "running"):
+        for state in UNFINISHED:
             if self.count(state):
                 return state
         return "missing"

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from repcali.results import Problem
 from repcali.runs import PREDICTIONS_NAME
 from repcali.tables import seed_significance as ss
 from repcali.tables.cells import Cell, Run
@@ -39,14 +40,64 @@ _CHUNK_ELEMENTS = 1 << 22  # ~32 MB of float64 per block of resamples
 _MEAN_TOLERANCE = 1e-6  # |corpus − mean of per-example scores|, relative to max(1, |corpus|)
 
 
+_unusable: dict[Path, str] = {}  # predictions.jsonl files that exist but cannot be used, and why
+
+
+def unusable_predictions() -> list[Problem]:
+    """The ``predictions.jsonl`` files :func:`example_scores` could not use since :func:`forget`."""
+    return [Problem(path, reason) for path, reason in _unusable.items()]
+
+
+def forget() -> None:
+    """Read every run's predictions afresh (once per tables build)."""
+    example_scores.cache_clear()
+    _unusable.clear()
+
+
+def _row_problem(rows: list) -> str | None:
+    """What makes parsed rows unusable as per-example scores (the first problem, by row)."""
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or "id" not in row:
+            return f"row {number} is not an object with an id"
+        scores = row.get("scores", {})
+        if not isinstance(scores, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in scores.values()
+        ):
+            return f"row {number}: scores is not an object of numbers"
+    return None
+
+
+def _first_bad_line(lines: list[str]) -> str:
+    for number, line in enumerate(lines, start=1):
+        try:
+            json.loads(line)
+        except json.JSONDecodeError as error:
+            return f"line {number} is not JSON ({error}; truncated?)"
+    return "not JSON lines"
+
+
 @cache
 def example_scores(run_dir: Path) -> tuple[dict[str, int], dict[str, np.ndarray]] | None:
-    """Example id → position, and metric → per-example scores, from a run's ``predictions.jsonl``."""
+    """Example id → position, and metric → per-example scores, from a run's ``predictions.jsonl``.
+
+    None without one, or with one that cannot be used (truncated, hand-edited: named by
+    :func:`unusable_predictions`); the run's cells then use what ``results.json`` holds.
+    """
     path = Path(run_dir) / PREDICTIONS_NAME
     try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        rows = json.loads(f"[{','.join(lines)}]")  # one parse: ~2x faster than one per line
-    except (FileNotFoundError, json.JSONDecodeError):
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        _unusable[path] = f"cannot be read ({error})"
+        return None
+    try:
+        rows = json.loads(f"[{','.join(line for line in lines if line.strip())}]")  # one parse: ~2x faster
+    except json.JSONDecodeError:
+        _unusable[path] = _first_bad_line(lines)
+        return None
+    if problem := _row_problem(rows):
+        _unusable[path] = problem
         return None
     positions = {str(row["id"]): i for i, row in enumerate(rows)}
     names = dict.fromkeys(name for row in rows[:1] for name in row.get("scores", {}))

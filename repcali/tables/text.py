@@ -4,8 +4,8 @@ A cell × metric reads ``mean ± std (Δ +x.xx*) [paper +y]``: mean and sample s
 over the baseline with ``*`` where the seed-aware test of :mod:`.significance` stars it (p <
 ``ALPHA`` with at least 3 paired seeds), ``n < 3 seeds`` where there are too few for a star, ``†``
 where nothing varies to test Δ against, and the paper's number where one is known
-(:mod:`.paper`, with its unit when it is not ours). Missing, failed, running and partial cells say
-so; nothing is dropped. Under each task: the metrics tested over per-seed values only, and the
+(:mod:`.paper`, with its unit when it is not ours). Missing, failed, interrupted, running and
+partial cells say so; nothing is dropped. Under each task: the metrics tested over per-seed values only, and the
 seeds each RepCali row would need for 80 % power at its observed Δ.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from repcali.tables import render
-from repcali.tables.cells import Cell, Stat, row_labels
+from repcali.tables.cells import UNFINISHED, Cell, Stat, row_labels
 from repcali.tables.paper import PaperNumber
 from repcali.tables.seed_significance import ALPHA, MIN_SEEDS, POWER, SEEDS_ONLY, SeedTest
 from repcali.tables.significance import Tested, cell_tests
@@ -35,14 +35,14 @@ def _runs_text(cell: Cell) -> str:
     if not cell.runs:
         return "missing"
     text = f"{len(cell.completed)}/{len(cell.expected_seeds)}"
-    extra = [f"{cell.count(state)} {state}" for state in ("failed", "running") if cell.count(state)]
+    extra = [f"{cell.count(state)} {state}" for state in UNFINISHED if cell.count(state)]
     return " · ".join([text, *extra])
 
 
 def _mean_text(cell: Cell, metric: str) -> str:
     value = cell.metric(metric)
     if value is None:
-        return cell.state if cell.state in ("failed", "running", "missing") else "–"
+        return cell.state if cell.state in (*UNFINISHED, "missing") else "–"
     return render.number(value.mean) + ("" if value.n < 2 else f" ± {render.number(value.std)}")
 
 
@@ -87,6 +87,7 @@ def _cell_metric(
         "n": mean.n if mean else 0,
         "n_expected": len(cell.expected_seeds),
         "n_failed": cell.count("failed"),
+        "n_interrupted": cell.count("interrupted"),
         "n_running": cell.count("running"),
         "delta": _mean(delta),
         "delta_std": delta.std if delta and delta.n > 1 else None,
@@ -157,7 +158,8 @@ def table(
         header = ["", "runs", *(metrics or ["result"]), "trainable %", "added %"]
         sections.append(render.Section(task, header, rows, _section_notes(notes, seeds_only, seeds_needed, primary)))
     table_notes = [
-        "Cells: mean ± std over seeds (sample std); runs: completed/expected seeds, failed and running counted.",
+        "Cells: mean ± std over seeds (sample std); runs: completed/expected seeds, failed, interrupted (stopped, "
+        "resumable) and running counted.",
         "(Δ …): RepCali − its baseline row (same backbone, method and training settings without the block), "
         f"mean over the paired seeds. * p < {ALPHA} in the seed-aware test with ≥ {MIN_SEEDS} paired seeds: "
         "the training seed's and the test set's variance together, from the per-example differences of the "
