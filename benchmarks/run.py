@@ -35,7 +35,7 @@ from benchmarks.measure import OFFLINE_ENV, ROOT
 from benchmarks.summary import SUMMARY_NAME, write_summary
 
 # The registry: modules of benchmarks/, each with run(mode, device) -> Benchmark, in the summary's order.
-BENCHMARKS = ("calibration_overhead", "framework_vs_hf", "evaluation", "startup", "tables_build")
+BENCHMARKS = ("calibration_overhead", "framework_vs_hf", "evaluation", "startup", "tables_build", "checkpointing")
 
 RunFunction = Callable[[str, str], Benchmark]
 
