@@ -64,14 +64,13 @@ def train(runs_dir: Path, *overrides: str, env: dict | None = None) -> subproces
 
 
 def interrupt(
-    runs_dir: Path, signum: int, at_step: int, *overrides: str, env: dict | None = None, multirun: bool = False
+    runs_dir: Path, signum: int, at_step: int, *overrides: str, env: dict | None = None, launcher=("train.py",)
 ) -> Path:
-    """Start a run, send ``signum`` once checkpoint ``at_step`` is complete, return its run directory.
-
-    The process must end as that signal says: killed by SIGKILL, exit 128 + n after any other.
-    """
+    """Start a run (``python <launcher> <overrides>``), send ``signum`` once checkpoint ``at_step`` is
+    complete, return its run directory. The process must end as that signal says: killed by SIGKILL,
+    exit 128 + n after any other."""
     process = subprocess.Popen(
-        command(runs_dir, *overrides)[:2] + ["-m"] * multirun + command(runs_dir, *overrides)[2:],
+        [sys.executable, *launcher, *SURVIVE, f"runs_dir={runs_dir}", *overrides],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -164,10 +163,12 @@ def test_a_killed_run_resumes_from_its_newest_complete_checkpoint_to_the_uninter
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_a_sweep_checkpoints_records_interrupted_and_stops_the_sweep(tmp_path):
-    """SIGINT while the first of two runs trains: it saves a checkpoint, records ``interrupted``, and the
-    process exits 130 instead of going on to the second run."""
-    run_dir = interrupt(tmp_path, signal.SIGINT, 2, "seed=1,2", multirun=True)
+def test_sigint_to_a_sweep_checkpoints_records_interrupted_and_stops_the_sweep(tmp_path):
+    """``python -m repcali.sweeps run`` (``make sweep``) gets SIGINT while the first of two runs trains:
+    it passes the signal to ``train.py -m``, whose run saves a checkpoint and records ``interrupted``;
+    both exit 130 instead of going on to the second run."""
+    sweep = ("-m", "repcali.sweeps", "run", "smoke")  # seed=1,2 (the grid's); the rest from SURVIVE
+    run_dir = interrupt(tmp_path, signal.SIGINT, 2, launcher=sweep)
     results = read_results(run_dir)
     assert results.status == "interrupted" and results.error.message.startswith("stopped by SIGINT; ")
     assert latest_checkpoint(run_dir).step > 2 and results.seed == 1
