@@ -49,6 +49,8 @@ def main(cfg: DictConfig) -> None:
         print(f"Already completed; skipped (rerun=true trains it again). Run dir: {run_dir}")
         return
     error = outcome.error
+    if isinstance(error, SystemExit):  # e.g. submitit requeueing a preempted job: its exit code says so
+        raise error
     if error is None:
         print(f"Run dir: {run_dir}")
         return
