@@ -226,7 +226,8 @@ class LoggerConfig:
     entity: str | None = None
     group: str | None = None  # default: the experiment name
     tags: list[str] = field(default_factory=list)
-    mode: str | None = None  # online | offline | disabled; None: online, offline without API key
+    mode: str | None = None  # online | offline | disabled; None: decided per run (repcali/tracking.py)
+    probe_timeout_s: float = 3.0  # mode None: offline unless the server (or proxy) answers within this
 
 
 @dataclass

@@ -9,6 +9,7 @@ Writes what it saw to ``argv[1]`` (first process).
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -66,19 +67,17 @@ def main(report: str, saved: str) -> None:
     if dist.get_rank() == 0:
         save_model(model, tokenizer, saved, state_dict=state)
         reloaded = load_model(saved).state_dict()
-        json.dump(
-            {
-                "world_size": dist.get_world_size(),
-                "shard_rows": shard_rows,
-                "block_shapes": {k: list(v.shape) for k, v in state.items() if k.startswith("repcali.")},
-                "calibrated": calibrated,
-                "block_trained": not torch.equal(norm_before, state["repcali.norm.weight"]),
-                "generated": list(generated.shape),
-                "reloaded_equal": sorted(reloaded) == sorted(state)
-                and all(torch.equal(reloaded[k], state[k]) for k in state),
-            },
-            open(report, "w"),
-        )
+        seen_report = {
+            "world_size": dist.get_world_size(),
+            "shard_rows": shard_rows,
+            "block_shapes": {k: list(v.shape) for k, v in state.items() if k.startswith("repcali.")},
+            "calibrated": calibrated,
+            "block_trained": not torch.equal(norm_before, state["repcali.norm.weight"]),
+            "generated": list(generated.shape),
+            "reloaded_equal": sorted(reloaded) == sorted(state)
+            and all(torch.equal(reloaded[k], state[k]) for k in state),
+        }
+        Path(report).write_text(json.dumps(seen_report))
     dist.barrier()
     dist.destroy_process_group()
 
