@@ -66,6 +66,8 @@ def main(cfg: DictConfig) -> None:
         if outcome.results is not None:
             print(f"Run {outcome.results.status}; results.json records it. Run dir: {run_dir}")
         outcome.interrupted.hand_on()
+    if isinstance(error, SystemExit):  # e.g. submitit requeueing a preempted job: its exit code says so
+        raise error
     if error is None:
         print(f"Run dir: {run_dir}")
         return

@@ -131,8 +131,12 @@ def detach_repcali(model: nn.Module) -> None:
             return
 
 
-def save_repcali(model: nn.Module, directory: str | Path) -> None:
-    """Write the block's weights and config beside a backbone checkpoint."""
+def save_repcali(model: nn.Module, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """Write the block's weights and config beside a backbone checkpoint.
+
+    ``state_dict``: the whole model's, gathered by a sharding engine (:mod:`repcali.sharding`) when the
+    block's own tensors are one process's shard; the block's entries are taken from it.
+    """
     block = find_block(model)
     if block is None:
         raise RepCaliError(
@@ -140,7 +144,12 @@ def save_repcali(model: nn.Module, directory: str | Path) -> None:
         )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in block.state_dict().items()}, directory / WEIGHTS_NAME)
+    if state_dict is None:
+        tensors = block.state_dict()
+    else:
+        prefix = _prefix(model, block)
+        tensors = {k.removeprefix(prefix): v for k, v in state_dict.items() if k.startswith(prefix)}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, directory / WEIGHTS_NAME)
     (directory / CONFIG_NAME).write_text(json.dumps(asdict(block.config), indent=2) + "\n")
 
 
@@ -157,10 +166,20 @@ def load_repcali(model: nn.Module, directory: str | Path) -> CalibrationBlock:
     return block
 
 
-def backbone_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict without the block: exactly the vanilla checkpoint's keys."""
+def _prefix(model: nn.Module, block: CalibrationBlock) -> str:
+    return next(name for name, module in model.named_modules() if module is block) + "."
+
+
+def backbone_state_dict(
+    model: nn.Module, state_dict: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """The model's state dict without the block: exactly the vanilla checkpoint's keys.
+
+    ``state_dict``: the whole model's, gathered by a sharding engine, instead of the model's own.
+    """
+    state = model.state_dict() if state_dict is None else state_dict
     block = find_block(model)
     if block is None:
-        return model.state_dict()
-    prefix = next(name for name, module in model.named_modules() if module is block) + "."
-    return {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
+        return state
+    prefix = _prefix(model, block)
+    return {k: v for k, v in state.items() if not k.startswith(prefix)}

@@ -232,7 +232,9 @@ class Checkpointer(TrainerCallback):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         _barrier()  # every process has written its RNG state
         if args.should_save:
-            if find_block(model) is not None:  # PEFT checkpoints hold only the adapter, not the block
+            # PEFT checkpoints hold only the adapter, not the block. Sharded runs (FSDP, ZeRO-3; full
+            # fine-tuning only) hold it in the Trainer's own checkpoint, and this process has a shard of it.
+            if find_block(model) is not None and not (args.fsdp or args.deepspeed):
                 save_repcali(model, folder)
             write_json_atomic(folder / STATE_NAME, self.loss.state_dict())
             write_manifest(folder)

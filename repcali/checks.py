@@ -7,8 +7,10 @@ against ``Seq2SeqTrainingArguments``, with the values training cannot use.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from repcali.config import repcali_config
@@ -16,6 +18,7 @@ from repcali.errors import RepCaliError
 from repcali.methods import check_combination, method_named
 from repcali.redact import refuse_secrets
 from repcali.signals import signals_named
+from repcali.sharding import engine
 from repcali.training import training_arguments
 
 
@@ -25,7 +28,28 @@ def check_config(cfg: DictConfig, run_dir: Path) -> None:
     repcali_config(cfg.calib)  # RepCaliConfig checks its own options: λ finite, LearnEmb's size
     method_named(cfg.method.name).settings(cfg.method.options)
     check_combination(cfg.method.name, cfg.calib.enabled, cfg.calib.train)
+    check_sharding(cfg)
     training_arguments(cfg, run_dir)
     signals_named(cfg.run.stop_signals)
     if not cfg.run.lock_wait_s >= 0:
         raise RepCaliError(f"run.lock_wait_s={cfg.run.lock_wait_s}. Fix: a number of seconds >= 0.")
+
+
+def check_sharding(cfg: DictConfig) -> None:
+    """``trainer=fsdp`` / ``trainer=zero3``: full fine-tuning, on GPUs, with the engine installed."""
+    name = engine(cfg.trainer)
+    if name is None:
+        return
+    option = "trainer=fsdp" if name == "fsdp" else "trainer=zero3"
+    if cfg.method.name != "full":
+        raise RepCaliError(
+            f"{option} shards full fine-tuning; method={cfg.method.name} trains few weights, and its frozen "
+            f"backbone fits on one GPU in bf16. Fix: method=full with {option}, or drop {option} (DDP)."
+        )
+    if name == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        raise RepCaliError(f"{option} needs DeepSpeed. Fix: pip install -e '.[deepspeed]' (on a machine with CUDA).")
+    if not torch.cuda.is_available():
+        raise RepCaliError(
+            f"{option} needs GPUs: accelerate turns {name} on for GPU processes only, and on CPU would run plain "
+            f"DDP instead. Fix: run it on GPUs (hydra/launcher=slurm_multigpu, or torchrun), or drop {option}."
+        )

@@ -17,6 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from repcali.errors import RepCaliError
 from repcali.identity import RunIdentity
+from repcali.signals import DEFAULT_SIGNALS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,6 +114,9 @@ class ModelConfig:
     batch_size: int = 8  # recommended per-device batch; trainer reads it
     # Run the checkpoint's own Python code (hub repos with auto_map). Never passed unless set here; printed when set.
     trust_remote_code: bool = False
+    # Parameters of the checkpoint, for the cost planner (python -m repcali.sweeps plan); describes the
+    # backbone, changes no run, so it is left out of the run's identity (repcali/identity.py).
+    params: int | None = None
 
 
 @dataclass
@@ -134,6 +138,22 @@ class DataFiles:
     train: str | None = None
     validation: str | None = None
     test: str | None = None
+
+
+@dataclass
+class TaskStats:
+    """The dataset's size and typical lengths, for the cost planner (python -m repcali.sweeps plan).
+
+    Examples per split as this task builds them (published sizes; each task file names its source and
+    says which figures are approximate) and mean lengths in subword tokens before truncation. They
+    describe the data and change no run, so they are left out of the run's identity.
+    """
+
+    train: int | None = None
+    validation: int | None = None
+    test: int | None = None
+    source_tokens: int | None = None
+    target_tokens: int | None = None
 
 
 @dataclass
@@ -172,6 +192,7 @@ class TaskConfig:
     metrics: list[str] = field(default_factory=lambda: ["rouge"])
     primary_metric: str = "rouge1"
     generation: GenerationSettings = field(default_factory=GenerationSettings)
+    stats: TaskStats = field(default_factory=TaskStats)  # for the cost planner; not part of the run's identity
 
 
 @dataclass
@@ -206,7 +227,8 @@ class LoggerConfig:
     entity: str | None = None
     group: str | None = None  # default: the experiment name
     tags: list[str] = field(default_factory=list)
-    mode: str | None = None  # online | offline | disabled; None: online, offline without API key
+    mode: str | None = None  # online | offline | disabled; None: decided per run (repcali/tracking.py)
+    probe_timeout_s: float = 3.0  # mode None: offline unless the server (or proxy) answers within this
 
 
 @dataclass
@@ -237,12 +259,35 @@ class RunControlConfig:
       skips the run; ``train.py`` exits 1). 0: at once (after a 2 s grace). A requeued job that may
       start while its predecessor still saves wants a few minutes.
     - ``stop_signals``: signals that checkpoint, record ``interrupted`` and exit 128 + n (SLURM's
-      SIGTERM, Ctrl-C's SIGINT; add SIGUSR2 for SLURM's ``--signal`` or submitit's preemption).
+      SIGTERM, Ctrl-C's SIGINT, and SIGUSR2: SLURM's ``--signal`` warning and submitit's preemption
+      signal, whose own handler, requeueing the job, runs after the record is written).
     """
 
     lock: bool = True
     lock_wait_s: float = 0.0
-    stop_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGINT"])
+    stop_signals: list[str] = field(default_factory=lambda: list(DEFAULT_SIGNALS))
+
+
+@dataclass
+class ClusterConfig:
+    """Where a sweep's jobs run: read by the launcher configs of ``conf/hydra/launcher/`` (``slurm``,
+    ``slurm_multigpu``, ``local``, ``local_gpus``). Set it in the git-ignored ``conf/local/default.yaml``
+    or on the command line (``cluster.partition=gpu``), never in tracked files. Not part of a run's identity.
+    """
+
+    partition: str | None = None  # SLURM partition; the slurm launchers refuse to submit without one
+    account: str | None = None
+    qos: str | None = None
+    time_min: int = 1440  # a job's time limit; a run that needs longer is requeued and resumes (max_requeues)
+    max_requeues: int = 5  # times a job that hits its time limit is requeued (preemptions do not count)
+    signal_delay_s: int = 300  # the job's signal (USR2) comes this long before its time limit
+    gpus_per_node: int = 1  # slurm_multigpu: GPUs (= processes) per job; local_gpus: GPUs of this machine
+    cpus_per_gpu: int = 8
+    mem_per_gpu: str | None = None  # e.g. 64G; null: the partition's default
+    max_parallel: int = 256  # jobs of one sweep part running at once (SLURM array parallelism)
+    # Shell lines each SLURM job runs before train.py (module load, conda activate). The default makes
+    # W&B log offline: compute nodes rarely reach the internet (README, "Reproducing the paper on a cluster").
+    setup: list[str] = field(default_factory=lambda: ["export WANDB_MODE=offline"])
 
 
 @dataclass
@@ -257,6 +302,7 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # not in IDENTITY_KEYS
     run: RunControlConfig = field(default_factory=RunControlConfig)  # not in IDENTITY_KEYS
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # not in IDENTITY_KEYS
     experiment_name: str = "default"  # the group of runs: W&B group, first run-dir level (set by experiment=)
     seed: int = 42
     runs_dir: str = "runs"
@@ -273,6 +319,8 @@ def unknown_choice(overrides: list[str]) -> str | None:
     """
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
+        if key.startswith("hydra/"):  # hydra/launcher=...: Hydra's plugins add options of their own
+            continue
         options, where = _options(key)
         if not value or not options or any(c in value for c in "()[]*"):
             continue

@@ -56,6 +56,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, stop: 
     from repcali.metrics import compute
     from repcali.modeling import add_tokens, count_parameters, load_backbone, parameter_report, save_model
     from repcali.runs import host_info
+    from repcali.sharding import gathered_state_dict
     from repcali.training import build_trainer, predict
 
     results = record.results
@@ -98,13 +99,15 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, stop: 
         **scores.settings,
     }
 
+    # FSDP / ZeRO-3: every process holds shards; all of them gather the whole model for the first to save.
+    gathered = gathered_state_dict(trainer) if cfg.save_model else None
     if trainer.is_world_process_zero():
         write_predictions(run_dir, data.eval_ids, predictions, data.eval_references, scores.per_example)
         if cfg.save_model:
             with record.timed("save"):  # a pretrained backbone is reloaded from its source, not copied
                 base_model = model.config.name_or_path if cfg.model.init == "pretrained" else None
                 with saving(run_dir / "model", resume_hint(run_dir)):
-                    save_model(model, tokenizer, run_dir / "model", base_model=base_model)
+                    save_model(model, tokenizer, run_dir / "model", base_model=base_model, state_dict=gathered)
 
 
 def _previous(run_dir: Path, warn: bool = True) -> Results | None:

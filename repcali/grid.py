@@ -59,26 +59,42 @@ def jobs(part: str, overrides: list[str] = ()) -> list[list[str]]:
     return BasicSweeper.split_arguments(overrides_parser.parse_overrides(lines), max_batch_size=None)[0]
 
 
-def compose_points(part: str, overrides: list[str] = ()) -> list[GridPoint]:
-    """Every point of a grid, composed now (no cache)."""
+def compose_jobs(job_overrides: list[list[str]]) -> list[GridPoint]:
+    """The points of these override lists (each as ``train.py -m`` passes it to a run), composed now."""
     with compose.hydra_compose():
         composer = compose.Composer()
         points = []
-        for job in jobs(part, overrides):
+        for job in job_overrides:
             resolved = composer.resolved(job)
             points.append(GridPoint(tuple(job), {key: resolved[key] for key in SECTIONS}))
         return points
 
 
+def compose_points(part: str, overrides: list[str] = ()) -> list[GridPoint]:
+    """Every point of a grid, composed now (no cache)."""
+    with compose.hydra_compose():
+        return compose_jobs(jobs(part, overrides))
+
+
+def _cached(kind: str, inputs: list, compute) -> list[GridPoint]:
+    """``compute()``'s points, from the cache when ``conf/`` and the code that composes are unchanged."""
+    sources = cache.content_digest([compose.CONF_DIR, Path(config.__file__)])
+    versions = [version("hydra-core"), version("omegaconf"), GRID_VERSION, IDENTITY_VERSION, SECTIONS]
+    name = f"{kind}-" + cache.digest(str(config.PROJECT_ROOT), *inputs)[:16]  # one file per checkout and grid
+
+    def composed() -> list[dict[str, Any]]:
+        return [{"job": point.job, "config": point.config} for point in compute()]
+
+    stored = cache.cached(name, cache.digest(sources, versions, *inputs), composed)
+    return [GridPoint(tuple(point["job"]), point["config"]) for point in stored]
+
+
 def points(part: str, overrides: list[str] = ()) -> list[GridPoint]:
     """Every point of a grid, from the cache when ``conf/`` and the code that composes are unchanged."""
     overrides = list(overrides)
-    sources = cache.content_digest([compose.CONF_DIR, Path(config.__file__)])
-    versions = [version("hydra-core"), version("omegaconf"), GRID_VERSION, IDENTITY_VERSION, SECTIONS]
-    name = "grid-" + cache.digest(str(config.PROJECT_ROOT), part, overrides)[:16]  # one file per checkout and grid
+    return _cached("grid", [part, overrides], lambda: compose_points(part, overrides))
 
-    def composed() -> list[dict[str, Any]]:
-        return [{"job": point.job, "config": point.config} for point in compose_points(part, overrides)]
 
-    stored = cache.cached(name, cache.digest(sources, versions, part, overrides), composed)
-    return [GridPoint(tuple(point["job"]), point["config"]) for point in stored]
+def job_points(job_overrides: list[list[str]]) -> list[GridPoint]:
+    """The points of a launcher's jobs (override lists as the sweeper hands them over), cached like :func:`points`."""
+    return _cached("jobs", [job_overrides], lambda: compose_jobs(job_overrides))

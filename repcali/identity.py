@@ -22,12 +22,21 @@ SETTING_KEYS = tuple(key for key in IDENTITY_KEYS if key != "seed")  # runs aver
 BASELINE_KEYS = tuple(key for key in SETTING_KEYS if key != "calib")  # a RepCali run and its baseline share these
 BLOCK_OPTIONS = ("lam", "layernorm", "train")  # calib.<option>: what tables show of the block
 CONFIG_KEYS = ("experiment_name", *IDENTITY_KEYS)  # what an identity is computed from
+# Keys inside those groups that describe the backbone or the data for the cost planner and change no
+# result: left out, so adding or correcting them renames no run.
+DESCRIPTIVE = {"model": ("params",), "task": ("stats",)}
 # Bump when what an identity is computed from, or how, changes: cached grids (repcali/grid.py) are keyed by it.
 IDENTITY_VERSION = 1
 
 
 def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _without_descriptive(key: str, value: Any) -> Any:
+    if key not in DESCRIPTIVE or not isinstance(value, Mapping):
+        return value
+    return {name: entry for name, entry in value.items() if name not in DESCRIPTIVE[key]}
 
 
 def _hash(payload: Any) -> str:
@@ -67,7 +76,7 @@ class RunIdentity:
         """
         if OmegaConf.is_config(config):
             config = {key: _plain(config[key]) for key in CONFIG_KEYS}
-        values = {key: config[key] for key in IDENTITY_KEYS}
+        values = {key: _without_descriptive(key, config[key]) for key in IDENTITY_KEYS}
         calib = values["calib"]
         return cls(
             experiment=config["experiment_name"],

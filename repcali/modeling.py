@@ -157,19 +157,23 @@ def parameter_report(model: nn.Module, backbone_total: int) -> dict[str, float]:
     }
 
 
-def save_model(model: nn.Module, tokenizer, directory: str | Path, base_model: str | None = None) -> None:
+def save_model(
+    model: nn.Module, tokenizer, directory: str | Path, base_model: str | None = None, state_dict=None
+) -> None:
     """Save a run's model so that :func:`load_model` reproduces its outputs, and the RepCali block beside it.
 
     Full fine-tuning saves the backbone in the usual Hugging Face format. Any other method saves only
     what it trains (PEFT's own format for PEFT methods) and its config, with ``base_model`` (hub id or
     folder) to reload the backbone from; ``None`` saves the backbone's own tensors too, in ``backbone/``.
+    ``state_dict``: the whole model's when it is sharded (FSDP, ZeRO-3), gathered by
+    :func:`repcali.sharding.gathered_state_dict`, since the model's own tensors are then one process's shards.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_method(model, directory, base_model)
+    save_method(model, directory, base_model, state_dict)
     tokenizer.save_pretrained(directory)
     if find_block(model) is not None:
-        save_repcali(model, directory)
+        save_repcali(model, directory, state_dict)
 
 
 def load_model(directory: str | Path) -> nn.Module:

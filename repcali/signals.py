@@ -60,7 +60,7 @@ from repcali.errors import RepCaliError
 
 log = logging.getLogger("repcali")
 
-DEFAULT_SIGNALS = ("SIGTERM", "SIGINT")
+DEFAULT_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR2")
 REPEAT_S = 1.0  # signals this soon after the first are one stop (a terminal's process group and a parent both send)
 _UNCATCHABLE = {"SIGKILL", "SIGSTOP"}
 

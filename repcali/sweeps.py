@@ -10,6 +10,7 @@ missing or failed.
     python -m repcali.sweeps list
     python -m repcali.sweeps status main_table [overrides]   # done / failed / interrupted / running / missing
     python -m repcali.sweeps run main_table [overrides]      # every part in turn
+    python -m repcali.sweeps plan main_table [--gpu a100]    # runs, tokens, FLOPs, GPU-hours (repcali/plan.py)
 
 ``status`` runs nothing: it reads ``results.json`` where ``train.py`` records each grid point
 (:mod:`repcali.grid`: the points composed as ``train.py`` composes them, cached on disk, so only
@@ -123,12 +124,25 @@ def run(name: str, overrides: list[str] = ()) -> int:
     return 0
 
 
+def plan(name: str, overrides: list[str] = (), **options) -> str:
+    """The cost of a sweep (:func:`repcali.plan.report`), from its cached grid points."""
+    from repcali.plan import report
+
+    return report(name, {part: grid.points(part, overrides) for part in parts(name)}, **options)
+
+
 def main(argv: list[str] | None = None) -> None:
+    from repcali.plan import GPUS
+
     cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_argument("command", choices=("list", "status", "run"))
+    cli.add_argument("command", choices=("list", "status", "run", "plan"))
     cli.add_argument("name", nargs="?", help="a sweep: a file or folder in sweeps/")
     cli.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py -m")
-    args = cli.parse_args(argv)
+    cli.add_argument("--gpu", choices=sorted(GPUS), default="h100", help="plan: the GPU (default h100)")
+    cli.add_argument("--mfu", type=float, help="plan: training MFU instead of the measured or assumed one")
+    cli.add_argument("--mfu-generate", type=float, help="plan: generation MFU instead of the measured or assumed")
+    cli.add_argument("--by", choices=("model", "task"), help="plan: subtotals by backbone or task")
+    args = cli.parse_intermixed_args(argv)
     if args.command == "list":
         print("\n".join(f"{name}: {' '.join(parts(name))}" for name in available()))
         return
@@ -141,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
                 found += status(part, args.overrides)
                 print(format_status([run for run in found if run.part == part], counts=False), flush=True)
             print(format_status(found, lines=False))
+        elif args.command == "plan":
+            options = dict(gpu_name=args.gpu, train_mfu=args.mfu, generate_mfu=args.mfu_generate, by=args.by)
+            print(plan(args.name, args.overrides, **options))
         else:
             sys.exit(run(args.name, args.overrides))
     except RepCaliError as error:

@@ -1,10 +1,22 @@
-"""Weights & Biases as a mirror of ``results.json``: never required, never a reason for a run to fail."""
+"""Weights & Biases as a mirror of ``results.json``: never required, never a reason for a run to fail,
+and never a reason for a run to wait.
+
+Where the server cannot be reached (compute nodes without internet), W&B's own online attempt waits
+out its timeout before failing: 88 s of a 91 s run in one measurement. So the mode is decided before
+``wandb.init``: an explicit ``logger.mode`` or ``WANDB_MODE`` (the SLURM launchers export
+``WANDB_MODE=offline``), else offline without an API key, else a TCP connection to the server (or the
+HTTPS proxy) must open within ``logger.probe_timeout_s``. The probe runs once per process, so a
+sweep in one process (Hydra's basic launcher) asks once. Offline runs are uploaded later with ``wandb sync``.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,20 +29,54 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+INIT_TIMEOUT_S = 15  # once the server answered the probe, an online start that takes longer falls back
+
+
+def server_address() -> tuple[str, int]:
+    """Where a W&B connection goes first: the HTTPS proxy if one is set, else the server (``WANDB_BASE_URL``)."""
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlsplit(proxy or os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    return url.hostname or "api.wandb.ai", url.port or (443 if url.scheme == "https" else 80)
+
+
+@functools.cache
+def reachable(address: tuple[str, int], timeout_s: float) -> bool:
+    """Whether a TCP connection to ``address`` opens within ``timeout_s``; asked once per process."""
+    try:
+        socket.create_connection(address, timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def wandb_mode(cfg: DictConfig) -> tuple[str | None, str | None]:
+    """The W&B mode for a run (None: online) and, when it is offline by our decision, why."""
+    import wandb
+
+    mode = cfg.logger.mode or os.environ.get("WANDB_MODE")
+    if mode is not None:
+        return mode, None
+    if not wandb.login(prompt=False, verify=False):  # reads the key; no network
+        return "offline", "no API key configured"
+    host, port = address = server_address()
+    if not reachable(address, cfg.logger.probe_timeout_s):
+        return "offline", f"{host}:{port} not reachable within {cfg.logger.probe_timeout_s:g} s"
+    return None, None
+
+
 def start_wandb(cfg: DictConfig, run_dir: Path, identity: RunIdentity) -> list[str]:
     """Open the run's W&B run (named by its run path, grouped by experiment); return the Trainer's ``report_to``.
 
-    Without an API key, or when the server cannot be reached, it logs offline into the run
-    directory (``wandb sync`` uploads it later) and says so in one line.
+    Offline (into the run directory; ``wandb sync`` uploads it later) when :func:`wandb_mode` says so
+    or an online start fails, which it says in one line.
     """
     if cfg.logger.name == "none" or not is_main_process():
         return []
     import wandb
 
-    mode = cfg.logger.mode or os.environ.get("WANDB_MODE")
-    if mode is None and not wandb.login(prompt=False, verify=False):
-        print(f"W&B: no API key configured, logging offline to {run_dir}/wandb (upload later: wandb sync).")
-        mode = "offline"
+    mode, why = wandb_mode(cfg)
+    if why:
+        print(f"W&B: {why}, logging offline to {run_dir}/wandb (upload later: wandb sync).")
     kwargs: dict[str, Any] = dict(
         project=cfg.logger.project,
         entity=cfg.logger.entity,
@@ -41,7 +87,7 @@ def start_wandb(cfg: DictConfig, run_dir: Path, identity: RunIdentity) -> list[s
         dir=str(run_dir),
         mode=mode,
         config=redact(OmegaConf.to_container(cfg, resolve=True)),
-        settings=wandb.Settings(init_timeout=60),
+        settings=wandb.Settings(init_timeout=INIT_TIMEOUT_S),
     )
     try:
         wandb.init(**kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Sequence
 from copy import deepcopy
@@ -21,6 +22,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from repcali.checkpoints import CHECKPOINTS_DIR, Checkpointer
 from repcali.errors import RepCaliError, one_line
 from repcali.formatters import join_cjk
+from repcali.sharding import unsharded
 
 
 class RunningLoss:
@@ -136,6 +138,10 @@ class Seq2SeqTrainer(transformers.Seq2SeqTrainer):
     def _get_eval_sampler(self, eval_dataset):
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        with unsharded(self.model):  # FSDP2: generate reads the root unit's weights outside its forward
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
+
 
 def generation_config(model, settings: DictConfig) -> GenerationConfig:
     """The model's generation config (special tokens) with the task's decoding settings on top.
@@ -197,6 +203,8 @@ def training_arguments(
         predict_with_generate=True,
         generation_config=generation,
     )
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        kwargs.setdefault("use_cpu", True)  # else accelerate sees no distributed run: each process trains alone
     try:
         args = Seq2SeqTrainingArguments(**kwargs)
     except (TypeError, ValueError) as error:
@@ -253,8 +261,11 @@ def predict(trainer: Seq2SeqTrainer, dataset, tokenizer, language: str = "en") -
     """Batched generation over ``dataset`` in its order, decoded to text.
 
     Chinese output loses the spaces that BERT-style tokenizers put between characters when decoding.
+    Distributed, ``Seq2SeqTrainer.predict`` gathers every process's batches in dataset order, with
+    the samples that even out the last batches appended (it gathers without dropping them): cut there.
     """
     output = trainer.predict(dataset, metric_key_prefix="eval")
-    token_ids = np.where(output.predictions < 0, tokenizer.pad_token_id, output.predictions)
+    predictions = output.predictions[: len(dataset)]
+    token_ids = np.where(predictions < 0, tokenizer.pad_token_id, predictions)
     texts = [text.strip() for text in tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
     return [join_cjk(text) for text in texts] if language == "zh" else texts

@@ -85,9 +85,12 @@ class Method:
         in_block = {id(p) for p in block.parameters()} if block is not None else set()
         return {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) not in in_block}
 
-    def save(self, model: nn.Module, directory: Path, base_model: str | None) -> None:
+    def save(self, model: nn.Module, directory: Path, base_model: str | None, state_dict=None) -> None:
         """What the method trained, and ``method_config.json`` naming it, its options and the backbone to
-        reload: ``base_model`` (hub id or folder), or when None the backbone's own tensors, in ``backbone/``."""
+        reload: ``base_model`` (hub id or folder), or when None the backbone's own tensors, in ``backbone/``.
+        ``state_dict`` (a sharded model's, gathered) is taken by ``full`` only, the one method sharded."""
+        if state_dict is not None:
+            raise RepCaliError(f"method={self.name} cannot be saved from a sharded model. Fix: method=full.")
         self.save_weights(model, directory)
         spec = {**method_of(model), "base_model": base_model}
         (directory / METHOD_CONFIG_NAME).write_text(json.dumps(spec, indent=2) + "\n")

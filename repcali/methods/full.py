@@ -22,8 +22,8 @@ class Full(Method):
     def apply(self, model: nn.Module, settings: NoOptions) -> nn.Module:
         return model
 
-    def save(self, model: nn.Module, directory: Path, base_model: str | None) -> None:
-        model.save_pretrained(directory, state_dict=backbone_state_dict(model))
+    def save(self, model: nn.Module, directory: Path, base_model: str | None, state_dict=None) -> None:
+        model.save_pretrained(directory, state_dict=backbone_state_dict(model, state_dict))
 
     def load(self, directory: Path, spec: dict[str, Any]) -> nn.Module:
         return AutoModelForSeq2SeqLM.from_pretrained(directory)

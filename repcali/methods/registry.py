@@ -70,9 +70,10 @@ def check_combination(method: str, calib_enabled: bool, calib_train: str) -> Non
         )
 
 
-def save_method(model: nn.Module, directory: Path, base_model: str | None) -> None:
-    """What the model's method trained, as that method saves it (the backbone too for ``full``); not the block."""
-    method_named(method_of(model)["name"]).save(model, directory, base_model)
+def save_method(model: nn.Module, directory: Path, base_model: str | None, state_dict=None) -> None:
+    """What the model's method trained, as that method saves it (the backbone too for ``full``); not the block.
+    ``state_dict``: a sharded model's whole state, gathered (:mod:`repcali.sharding`)."""
+    method_named(method_of(model)["name"]).save(model, directory, base_model, state_dict)
 
 
 def load_method(directory: Path) -> nn.Module:
