@@ -17,8 +17,8 @@ from repcali.config import repcali_config
 from repcali.errors import RepCaliError
 from repcali.methods import check_combination, method_named
 from repcali.redact import refuse_secrets
-from repcali.signals import signals_named
 from repcali.sharding import engine
+from repcali.signals import signals_named
 from repcali.training import training_arguments
 
 
