@@ -59,7 +59,7 @@ def test_fsdp2_on_cpu_calibrates_trains_generates_and_saves_the_block_whole(tmp_
     itself, torch's fully_shard, runs here as accelerate applies it; the Trainer path is the GPU test below."""
     report = tmp_path / "report.json"
     two = ("--standalone", "--nproc_per_node=2")
-    process = cli.run("torchrun", *two, "tests/fsdp_worker.py", str(report), str(tmp_path / "model"), timeout=600)
+    process = cli.run("torchrun", *two, "-m", "tests.fsdp_worker", str(report), str(tmp_path / "model"), timeout=600)
     assert process.returncode == 0, process.stderr[-3000:]
     seen = json.loads(report.read_text())
     assert seen["world_size"] == 2 and seen["shard_rows"] == 256  # each process holds half of LearnEmb
