@@ -36,12 +36,11 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> Non
 
     from repcali.calibration import attach_repcali
     from repcali.checkpoints import resume_hint, saving, train_resuming
-    from repcali.config import repcali_config
+    from repcali.config import repcali_config, selects
     from repcali.data import build_task_data
     from repcali.methods import apply_method, unwrap
     from repcali.metrics import compute
     from repcali.modeling import add_tokens, count_parameters, load_backbone, parameter_report, save_model
-    from repcali.config import selects
     from repcali.runs import host_info
     from repcali.selection import selection_record
     from repcali.training import build_trainer, predict

@@ -52,7 +52,12 @@ def selection_record(trainer, cfg: DictConfig, n_examples: int) -> Selection:
     state, task = trainer.state, cfg.task
     metric = selection_metric(task)
     curve = [
-        {"step": entry["step"], "epoch": entry.get("epoch"), "score": entry[f"eval_{metric}"], "loss": entry.get("eval_loss")}
+        {
+            "step": entry["step"],
+            "epoch": entry.get("epoch"),
+            "score": entry[f"eval_{metric}"],
+            "loss": entry.get("eval_loss"),
+        }
         for entry in state.log_history
         if f"eval_{metric}" in entry
     ]
