@@ -19,6 +19,7 @@ skips it).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -42,22 +43,26 @@ log = logging.getLogger("repcali")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
+    """Returns the run's validation score (what the λ search maximises), NaN without one: a failed or
+    refused run, or one without model selection, is a failed trial to Optuna. Never a test score."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     outcome = run_experiment(cfg, run_dir)
+    selection = outcome.results.selection if outcome.results and outcome.error is None else None
+    validation_score = selection.best_score if selection and selection.best_score is not None else math.nan
     if outcome.refused:
         remove_unrecorded(run_dir, Path(os.path.abspath(cfg.runs_dir)))  # as Hydra made run_dir
     elif outcome.results is not None:
         print(metrics_table({outcome.results.identity.path: outcome.results}))
     if outcome.skipped:
         print(f"Already completed; skipped (rerun=true trains it again). Run dir: {run_dir}")
-        return
+        return validation_score
     error = outcome.error
     if isinstance(error, RunBusy):  # another process owns it: nothing was done, nothing recorded
         if sweep:
             print(f"Skipped: {error}")
-            return
+            return validation_score
         print(f"\nerror: {error}", file=sys.stderr)
         sys.exit(1)
     if outcome.interrupted is not None:  # recorded; now the previous handler, or exit 128 + n: a sweep stops
@@ -70,7 +75,7 @@ def main(cfg: DictConfig) -> None:
         raise error
     if error is None:
         print(f"Run dir: {run_dir}")
-        return
+        return validation_score
     if not isinstance(error, RepCaliError):
         log.error("run failed", exc_info=error)  # a bug, not a user error: keep the traceback
     print(f"\nerror: {error}", file=sys.stderr)  # newline: a progress bar may hold the line
@@ -78,6 +83,7 @@ def main(cfg: DictConfig) -> None:
         print(f"Run failed; results.json records why. Run dir: {run_dir}")
     if not sweep or not isinstance(error, Exception):
         sys.exit(1)  # a sweep goes on (a failed run is recorded, a refused one named above)
+    return validation_score
 
 
 def remove_unrecorded(run_dir: Path, runs_dir: Path) -> None:

@@ -72,6 +72,7 @@ def measure_setting(setting: Setting, work: Path) -> dict[str, Any]:
         "task=aclsum",
         "calib=off",
         "checkpoint.every_minutes=null",  # the plain script saves no checkpoint either
+        "trainer.eval_strategy=no",  # nor validates while training
         f"trainer.max_steps={setting.max_steps}",
         f"task.max_source_length={setting.max_source_length}",
         # evaluation is outside samples/s; keep it short

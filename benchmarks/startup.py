@@ -21,6 +21,7 @@ TARGET_S = 3.0
 ROUNDS = {"smoke": 1, "quick": 3, "full": 15}
 FAST_RUN = [
     "trainer.max_steps=1",
+    "trainer.eval_strategy=no",
     "task.max_eval_samples=2",
     "task.generation.num_beams=2",
     "task.generation.max_new_tokens=2",

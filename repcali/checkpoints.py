@@ -139,11 +139,13 @@ def remove_checkpoints(run_dir: Path) -> None:
     shutil.rmtree(Path(run_dir) / CHECKPOINTS_DIR, ignore_errors=True)
 
 
-def _rotate(directory: Path, keep: int) -> None:
-    """Delete all but the ``keep`` newest complete checkpoints (called once a new one is complete)."""
+def _rotate(directory: Path, keep: int, best: str | None = None) -> None:
+    """Delete all but the ``keep`` newest complete checkpoints (called once a new one is complete), and
+    never ``best``: the checkpoint model selection will load (``TrainerState.best_model_checkpoint``)."""
     complete = [c for c in checkpoint_folders(directory) if incompleteness(c.path) is None]
     for checkpoint in complete[: max(len(complete) - keep, 0)]:
-        shutil.rmtree(checkpoint.path, ignore_errors=True)
+        if best is None or checkpoint.path.name != Path(best).name:
+            shutil.rmtree(checkpoint.path, ignore_errors=True)
 
 
 def _barrier() -> None:
@@ -176,14 +178,18 @@ class Checkpointer(TrainerCallback):
     this adds the time-based saves. The clock is read at logging steps, where the Trainer already
     synchronises, so every process takes the same decision at the cost of one all-reduce there.
     ``loss`` is the trainer's :class:`~repcali.training.RunningLoss`, saved with each checkpoint.
+    ``every_steps``: a step interval of its own, for runs whose Trainer saves at each evaluation
+    (model selection); otherwise the Trainer's ``save_steps`` is that interval. The checkpoint that
+    model selection will load is never rotated away.
     """
 
-    def __init__(self, every_minutes: float | None, keep: int, loss) -> None:
+    def __init__(self, every_minutes: float | None, keep: int, loss, every_steps: int | None = None) -> None:
         if every_minutes is not None and not every_minutes > 0:
             raise RepCaliError(f"checkpoint.every_minutes={every_minutes}. Fix: a positive number, or null.")
         if keep < 1:
             raise RepCaliError(f"checkpoint.keep={keep}. Fix: keep at least 1 checkpoint (2 is the default).")
         self.interval_s = every_minutes * 60 if every_minutes is not None else math.inf
+        self.every_steps = every_steps
         self.keep = keep
         self.loss = loss
         self.saving: int | None = None  # the step being saved, until the checkpoint is complete
@@ -221,6 +227,8 @@ class Checkpointer(TrainerCallback):
         if request := self._pending(control.should_log, args.device):
             control.should_save = True
             control.should_training_stop = control.should_training_stop or request == 2
+        if self.every_steps and state.global_step % self.every_steps == 0:
+            control.should_save = True
         if control.should_log and math.isfinite(self.interval_s):
             due = time.monotonic() - self._last_save >= self.interval_s
             control.should_save = _any_process(due, args.device) or control.should_save
@@ -238,7 +246,7 @@ class Checkpointer(TrainerCallback):
                 save_repcali(model, folder)
             write_json_atomic(folder / STATE_NAME, self.loss.state_dict())
             write_manifest(folder)
-            _rotate(folder.parent, self.keep)
+            _rotate(folder.parent, self.keep, state.best_model_checkpoint)
         _barrier()
         self.saving = None
         self._last_save = time.monotonic()
@@ -294,8 +302,32 @@ def resume_hint(run_dir: Path) -> str:
 
 
 def _finished(checkpoint: Checkpoint) -> bool:
+    """Saved at the end of training: the last step, or the evaluation that stopped it early."""
     state = json.loads((checkpoint.path / "trainer_state.json").read_text())
-    return 0 < state["max_steps"] <= state["global_step"]
+    stopping = state.get("stateful_callbacks", {}).get("EarlyStoppingCallback")
+    stopped = stopping is not None and (
+        stopping["attributes"]["early_stopping_patience_counter"] >= stopping["args"]["early_stopping_patience"]
+    )
+    return 0 < state["max_steps"] <= state["global_step"] or stopped
+
+
+def load_best_block(trainer) -> None:
+    """The RepCali block of the best checkpoint, where model selection loaded one."""
+    best = trainer.state.best_model_checkpoint
+    block = find_block(trainer.model)
+    if trainer.args.load_best_model_at_end and best and block is not None and (Path(best) / WEIGHTS_NAME).is_file():
+        block.load_state_dict(load_file(Path(best) / WEIGHTS_NAME, device=str(next(block.parameters()).device)))
+
+
+def load_best(trainer) -> None:
+    """Load the best checkpoint that model selection recorded (``load_best_model_at_end``), RepCali
+    block included (PEFT checkpoints hold only the adapter): what the Trainer does at the end of
+    ``train()``, for a run resumed after training had ended."""
+    best = trainer.state.best_model_checkpoint
+    if not (trainer.args.load_best_model_at_end and best):
+        return
+    trainer._load_best_model()
+    load_best_block(trainer)
 
 
 def find_checkpointer(trainer) -> Checkpointer | None:
@@ -325,6 +357,7 @@ def train_resuming(trainer, run_dir: Path) -> Trained:
     if latest is not None and _finished(latest):
         trainer._load_from_checkpoint(str(latest.path))
         trainer.state = TrainerState.load_from_json(str(latest.path / "trainer_state.json"))
+        load_best(trainer)
         return Trained(trainer.running_loss.total() / max(trainer.state.global_step, 1), {}, latest.step)
     try:
         output = trainer.train(resume_from_checkpoint=str(latest.path) if latest else None)
@@ -333,6 +366,7 @@ def train_resuming(trainer, run_dir: Path) -> Trained:
             raise
         folder = Path(trainer.args.output_dir) / f"checkpoint-{checkpointer.saving}"
         raise save_failure(folder, error, resume_hint(run_dir)) from error
+    load_best_block(trainer)  # train() loaded the best weights; a PEFT checkpoint's lack the block
     trainer.running_loss.synchronize()
     steps = max(trainer.state.global_step, 1)
     return Trained(trainer.running_loss.total() / steps, output.metrics, latest.step if latest else None)

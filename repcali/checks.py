@@ -2,7 +2,8 @@
 
 Hydra's schema types every key it can (:mod:`repcali.config`); this checks the rest: λ, the free-form
 ``method.options.*`` against the method's options, the method with the block, and ``trainer.*``
-against ``Seq2SeqTrainingArguments``, with the values training cannot use.
+against ``Seq2SeqTrainingArguments``, with the values training cannot use, and model selection
+(never on the split that is reported).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from repcali.config import repcali_config
 from repcali.errors import RepCaliError
 from repcali.methods import check_combination, method_named
 from repcali.redact import refuse_secrets
+from repcali.selection import check_selection
 from repcali.sharding import engine
 from repcali.signals import signals_named
 from repcali.training import training_arguments
@@ -29,6 +31,7 @@ def check_config(cfg: DictConfig, run_dir: Path) -> None:
     method_named(cfg.method.name).settings(cfg.method.options)
     check_combination(cfg.method.name, cfg.calib.enabled, cfg.calib.train)
     check_sharding(cfg)
+    check_selection(cfg)  # never select on the reported split
     training_arguments(cfg, run_dir)
     signals_named(cfg.run.stop_signals)
     if not cfg.run.lock_wait_s >= 0:

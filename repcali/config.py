@@ -8,6 +8,7 @@ Importing this module is cheap (no torch): ``train.py --cfg job`` and skipped re
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
@@ -39,6 +40,11 @@ class LayerNorm(Choice):
 class CalibTrain(Choice):
     full = "full"
     frozen = "frozen"
+
+
+class SelectionSplit(Choice):
+    validation = "validation"  # the task's validation split (tasks scored on test)
+    train_holdout = "train_holdout"  # sources held out of train (tasks scored on validation)
 
 
 # One per conf/method/<name>.yaml; a test checks them against the registry in repcali.methods.
@@ -132,6 +138,33 @@ class GenerationSettings:
 
 
 @dataclass
+class SelectionConfig:
+    """Model selection: which checkpoint of a run is scored, chosen on data that is never reported.
+
+    Active when ``trainer.eval_strategy`` is not ``no``: the run evaluates at the trainer's
+    ``eval_steps``, keeps the checkpoint with the best ``metric`` (the Trainer's
+    ``load_best_model_at_end``) and scores that one, once, on ``task.eval_split``.
+
+    - ``split``: ``validation`` (the task's validation split) or ``train_holdout`` (sources held
+      out of train, for tasks whose validation split is the one reported). Never the reported
+      split: selecting on it is refused before the run starts.
+    - ``metric``: a metric of ``task.metrics`` (higher is better); ``None``: ``task.primary_metric``.
+    - ``max_samples``: examples (distinct sources) scored at each evaluation; with
+      ``train_holdout`` also how many are held out (at most a tenth of train). The examples are
+      those whose source text has the smallest SHA-1: the same whatever the order, seed or cap.
+    - ``num_beams``: beams while validating; ``None``: the task's generation settings, as the test.
+    - ``patience``: evaluations without improvement before training stops (the Trainer's
+      ``EarlyStoppingCallback``); ``None``: no early stopping, the whole budget is trained.
+    """
+
+    split: SelectionSplit = SelectionSplit.validation
+    metric: str | None = None
+    max_samples: int = 500
+    num_beams: int | None = None
+    patience: int | None = None
+
+
+@dataclass
 class DataFiles:
     """Local files per split (.jsonl, .json, .csv or .parquet) in the hub dataset's schema."""
 
@@ -188,6 +221,7 @@ class TaskConfig:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     eval_split: str = "test"  # the split whose scores are the run's metrics
+    selection: SelectionConfig = field(default_factory=SelectionConfig)  # what selects the scored checkpoint
     epochs: float = 3.0  # recommended; trainer.num_train_epochs reads it
     metrics: list[str] = field(default_factory=lambda: ["rouge"])
     primary_metric: str = "rouge1"
@@ -308,6 +342,10 @@ class TrainConfig:
     runs_dir: str = "runs"
     rerun: bool = False  # run again even if results.json says completed
     save_model: bool = True
+    # Score the selected model on task.eval_split. The λ search sets false: its trials are judged on
+    # the validation metric only, so no test score is computed that anyone could select on.
+    score_eval_split: bool = True
+    tuned_file: str = "conf/tuned_lambda.yaml"  # λ per backbone and task chosen by the λ search (calib=tuned)
 
 
 def unknown_choice(overrides: list[str]) -> str | None:
@@ -343,17 +381,38 @@ def _options(key: str) -> tuple[list[str], str]:
     return (list(node), "") if isinstance(node, type) and issubclass(node, Enum) else ([], "")
 
 
+def _run_path(under: str | None = None, *, _root_) -> str:
+    """The run's directory relative to ``runs_dir`` or, given a folder ``under`` it (a search's own
+    sweep dir), relative to that folder: the same directory either way."""
+    path = RunIdentity.of(_root_).path
+    return path if under is None else os.path.relpath(Path(_root_.runs_dir) / path, under)
+
+
+def selects(cfg: DictConfig) -> bool:
+    """Whether the run validates during training and scores the best checkpoint (``trainer.eval_strategy``)."""
+    return str(cfg.trainer.get("eval_strategy", "no")) != "no"
+
+
+def selection_metric(task: DictConfig) -> str:
+    return task.selection.metric or task.primary_metric
+
+
 def repcali_config(calib: DictConfig) -> RepCaliConfig:
     """The block's options out of the ``calib`` group (which adds ``name`` and ``enabled``)."""
     return RepCaliConfig(**{f.name: calib[f.name] for f in fields(RepCaliConfig)})
 
 
 def register() -> None:
-    """Register the schema and the resolvers used in ``conf/``: ``${run_path:}`` and ``${coalesce:...}``."""
+    """Register the schema and the resolvers used in ``conf/``: ``${run_path:}``, ``${coalesce:...}``
+    and ``${tuned_lambda:}``."""
     from hydra.core.config_store import ConfigStore
+
+    from repcali.tuning import tuned_lambda
 
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     if not OmegaConf.has_resolver("run_path"):  # the run's directory under runs_dir (repcali/identity.py)
-        OmegaConf.register_new_resolver("run_path", lambda *, _root_: RunIdentity.of(_root_).path)
+        OmegaConf.register_new_resolver("run_path", _run_path)
+    if not OmegaConf.has_resolver("tuned_lambda"):  # calib=tuned: the λ the search chose for this backbone and task
+        OmegaConf.register_new_resolver("tuned_lambda", lambda *, _root_: tuned_lambda(_root_))
     if not OmegaConf.has_resolver("coalesce"):  # the first value that is set: ${coalesce:${a},${b}}
         OmegaConf.register_new_resolver("coalesce", lambda *values: next((v for v in values if v is not None), None))

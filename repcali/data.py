@@ -6,6 +6,7 @@ runs and tests (``task.data_files.train=path/to/train.jsonl``): only the source 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ log = logging.getLogger("repcali")
 _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 _CUT = ("source_cut", "target_cut")  # per row: did max_source_length / max_target_length drop tokens
 # of a tokenized split
+SELECTION = "selection"  # the split name of the rows that select the scored checkpoint
 _COLUMNS = ("input_ids", "attention_mask", "labels", "length", "references", "example_id", *_CUT)
 
 
@@ -36,6 +38,10 @@ class TaskData:
     eval_references: list[list[str]]  # one or more references per evaluation example
     # the length limits and, per split, how many rows lost tokens to them (recorded in results.json)
     truncation: dict = field(default_factory=dict)
+    # what selects the scored checkpoint (task.selection): sorted and grouped as `eval`; None without selection
+    validation: Dataset | None = None
+    validation_ids: list[str] = field(default_factory=list)
+    validation_references: list[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -52,9 +58,10 @@ def _resolve(path: str) -> Path:
     return candidate if candidate.is_absolute() or candidate.exists() else PROJECT_ROOT / candidate
 
 
-def load_splits(task: DictConfig) -> DatasetDict:
-    """Rows of the train and evaluation splits, from local files if any is given, else from the hub."""
-    wanted = {"train": task.splits.train, task.eval_split: task.splits[task.eval_split]}
+def load_splits(task: DictConfig, extra: tuple[str, ...] = ()) -> DatasetDict:
+    """Rows of the train and evaluation splits (and ``extra`` ones), from local files if any is given, else
+    from the hub."""
+    wanted = {split: task.splits[split] for split in ("train", task.eval_split, *extra)}
     if any(task.data_files.values()):
         return _load_local(task, list(wanted))
     if not task.dataset:
@@ -66,7 +73,18 @@ def _load_local(task: DictConfig, splits: list[str]) -> DatasetDict:
     files = {}
     for split in splits:
         if not task.data_files[split]:
-            raise RepCaliError(f"task.data_files has no {split!r} file. Fix: add task.data_files.{split}=<path>.")
+            selecting = split == "validation" != task.eval_split
+            raise RepCaliError(
+                f"task.data_files has no {split!r} file"
+                + (" (model selection validates on it)" if selecting else "")
+                + f". Fix: add task.data_files.{split}=<path>"
+                + (
+                    ", or task.selection.split=train_holdout, or trainer.eval_strategy=no (no selection: the last "
+                    "model is scored)."
+                    if selecting
+                    else "."
+                )
+            )
         files[split] = path = _resolve(task.data_files[split])
         if not path.is_file():
             raise RepCaliError(f"Data file not found: {path}. Fix: check the path in task.data_files.{split}.")
@@ -173,14 +191,55 @@ def _limit(dataset: Dataset, limit: int | None) -> Dataset:
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
 
 
-def build_task_data(task: DictConfig, tokenizer, use_prefix: bool, max_positions: int | None = None) -> TaskData:
+def split_by_source(rows: Dataset, task: Mapping, prefix: str, sources: int) -> tuple[Dataset, Dataset]:
+    """(the rows of the ``sources`` distinct source texts with the smallest SHA-1, the other rows).
+
+    Rows that share a source (a concept set, an observation pair, a graph with several texts) fall
+    on one side, so nothing held out is also trained on; the choice depends on the texts alone, not
+    on the rows' order, the seed or how large a cap is (a larger cap only adds sources).
+    """
+
+    def keys(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        columns, found = list(batch), []
+        for i, index in enumerate(indices):  # a row at a time; a row that makes several examples (a dialogue's
+            # turns) goes where its first source goes
+            examples = format_rows({column: [batch[column][i]] for column in columns}, task, prefix, [index])
+            found.append(hashlib.sha1(examples[0].source.encode()).hexdigest() if examples else "")
+        return {"_key": found}
+
+    keyed = rows.map(keys, batched=True, with_indices=True, remove_columns=rows.column_names, desc="hash sources")[
+        "_key"
+    ]
+    chosen = set(sorted(set(keyed))[:sources])
+    inside = [i for i, key in enumerate(keyed) if key in chosen]
+    outside = [i for i, key in enumerate(keyed) if key not in chosen]
+    return rows.select(inside), rows.select(outside)
+
+
+def selection_rows(splits: DatasetDict, task: DictConfig, plain_task: Mapping, prefix: str) -> Dataset:
+    """The rows that select the scored checkpoint (``task.selection``); carves them out of train for
+    ``train_holdout``. Never rows of the evaluation split: the config checks refuse that first."""
+    selection = task.selection
+    if selection.split == "train_holdout":
+        size = max(1, min(selection.max_samples, len(splits["train"]) // 10))
+        held, splits["train"] = split_by_source(splits["train"], plain_task, prefix, size)
+        return held
+    held, _ = split_by_source(splits.pop("validation"), plain_task, prefix, selection.max_samples)
+    return held
+
+
+def build_task_data(
+    task: DictConfig, tokenizer, use_prefix: bool, max_positions: int | None = None, select: bool = False
+) -> TaskData:
     """Load, format and tokenize; tokenized splits are cached by ``datasets`` between runs.
 
     Training has one row per (source, reference); evaluation one row per source with all its
     references. Sources are cut at ``min(task.max_source_length, max_positions)``; how many were cut
-    is counted per split (``TaskData.truncation``).
+    is counted per split (``TaskData.truncation``). ``select``: also the rows that select the scored
+    checkpoint (``task.selection``), as ``validation``.
     """
-    splits = load_splits(task)
+    validating = select and task.selection.split == "validation"
+    splits = load_splits(task, ("validation",) if validating else ())
     splits["train"] = _limit(splits["train"], task.max_train_samples)
     splits[task.eval_split] = _limit(splits[task.eval_split], task.max_eval_samples)
     for split, rows in splits.items():
@@ -189,6 +248,8 @@ def build_task_data(task: DictConfig, tokenizer, use_prefix: bool, max_positions
     prefix = task.prefix if use_prefix else ""
     # Plain values only in the closure, so `datasets` can hash it and reuse its cache next run.
     plain_task = OmegaConf.to_container(task, resolve=True)
+    if select:  # named apart from the evaluation split, even where both are the hub's "validation"
+        splits[SELECTION] = selection_rows(splits, task, plain_task, prefix)
     max_source = min(task.max_source_length, max_positions or task.max_source_length)
     max_target = task.max_target_length
 
@@ -219,7 +280,7 @@ def build_task_data(task: DictConfig, tokenizer, use_prefix: bool, max_positions
 
     tokenized = {}
     for split, rows in splits.items():
-        evaluation = split == task.eval_split
+        evaluation = split in (task.eval_split, SELECTION)
         tokenized[split] = rows.map(
             tokenize,
             batched=True,
@@ -231,11 +292,20 @@ def build_task_data(task: DictConfig, tokenizer, use_prefix: bool, max_positions
             desc=f"tokenize {split}",
         )
     truncation = _truncation(tokenized, max_source, max_target)
-    evaluation = tokenized[task.eval_split].sort("length", reverse=True)
+    evaluation = _scored(tokenized[task.eval_split])
+    validation = _scored(tokenized[SELECTION]) if select else None
     return TaskData(
         train=tokenized["train"].remove_columns(["references", "example_id", *_CUT]),
         eval=evaluation.remove_columns(["references", "example_id", *_CUT]),
         eval_ids=list(evaluation["example_id"]),
         eval_references=[list(refs) for refs in evaluation["references"]],
         truncation=truncation,
+        validation=validation.remove_columns(["references", "example_id", *_CUT]) if select else None,
+        validation_ids=list(validation["example_id"]) if select else [],
+        validation_references=[list(refs) for refs in validation["references"]] if select else [],
     )
+
+
+def _scored(tokenized: Dataset) -> Dataset:
+    """Longest source first: batched generation pads little. Ids and references are read in this order."""
+    return tokenized.sort("length", reverse=True)

@@ -50,12 +50,13 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, stop: 
 
     from repcali.calibration import attach_repcali
     from repcali.checkpoints import find_checkpointer, resume_hint, saving, train_resuming
-    from repcali.config import repcali_config
+    from repcali.config import repcali_config, selects
     from repcali.data import build_task_data
     from repcali.methods import apply_method, unwrap
     from repcali.metrics import compute
     from repcali.modeling import add_tokens, count_parameters, load_backbone, parameter_report, save_model
     from repcali.runs import host_info
+    from repcali.selection import selection_record
     from repcali.sharding import gathered_state_dict
     from repcali.training import build_trainer, predict
 
@@ -74,7 +75,11 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, stop: 
 
     with record.timed("data"):
         data = build_task_data(
-            cfg.task, tokenizer, use_prefix=cfg.model.task_prefix, max_positions=cfg.model.max_positions
+            cfg.task,
+            tokenizer,
+            use_prefix=cfg.model.task_prefix,
+            max_positions=cfg.model.max_positions,
+            select=selects(cfg),  # the rows that select the scored checkpoint: validation, or held out of train
         )
     results.truncation = data.truncation
 
@@ -86,23 +91,30 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, stop: 
     if train_output is not None:
         results.timings["train_samples_per_second"] = train_output.metrics.get("train_samples_per_second")
         results.resumed_from_step = train_output.resumed_from_step
+        if selects(cfg):  # the Trainer loaded the best validated checkpoint: that model is scored and saved
+            results.selection = selection_record(trainer, cfg, len(data.validation))
+            selected = results.selection
+            log.info("selected %s: validation %s %s", selected.checkpoint, selected.metric, selected.best_score)
+    results.metrics = {"train_loss": train_output.training_loss} if train_output else {}
 
-    with record.timed("evaluate"):
-        predictions = predict(trainer, data.eval, tokenizer, cfg.task.language)
-        scores = compute(
-            list(cfg.task.metrics), predictions, data.eval_references, cfg.task.language, ids=data.eval_ids
-        )
-    results.metrics = {**scores.corpus, **({"train_loss": train_output.training_loss} if train_output else {})}
-    results.metric_settings = {
-        "eval_split": cfg.task.eval_split,
-        "n_examples": len(predictions),
-        **scores.settings,
-    }
+    if cfg.score_eval_split:  # false in a λ-search trial: judged on validation alone, no test score to look at
+        with record.timed("evaluate"):
+            predictions = predict(trainer, data.eval, tokenizer, cfg.task.language)
+            scores = compute(
+                list(cfg.task.metrics), predictions, data.eval_references, cfg.task.language, ids=data.eval_ids
+            )
+        results.metrics = {**scores.corpus, **results.metrics}
+        results.metric_settings = {
+            "eval_split": cfg.task.eval_split,
+            "n_examples": len(predictions),
+            **scores.settings,
+        }
 
     # FSDP / ZeRO-3: every process holds shards; all of them gather the whole model for the first to save.
     gathered = gathered_state_dict(trainer) if cfg.save_model else None
     if trainer.is_world_process_zero():
-        write_predictions(run_dir, data.eval_ids, predictions, data.eval_references, scores.per_example)
+        if cfg.score_eval_split:
+            write_predictions(run_dir, data.eval_ids, predictions, data.eval_references, scores.per_example)
         if cfg.save_model:
             with record.timed("save"):  # a pretrained backbone is reloaded from its source, not copied
                 base_model = model.config.name_or_path if cfg.model.init == "pretrained" else None

@@ -249,6 +249,24 @@ METRICS: dict[str, Callable[..., Scores]] = {
 }
 
 
+# The corpus scores each metric of METRICS can return (model selection needs to know which to run).
+PRODUCES: dict[str, tuple[str, ...]] = {
+    "rouge": ROUGE_TYPES,
+    "bleu": ("bleu",),
+    "chrf": ("chrf",),
+    "meteor": ("meteor",),
+    "cider": ("cider",),
+    "accuracy": ("accuracy",),
+    "mcc": ("mcc",),
+    "multiwoz": ("inform", "success", "bleu", "combined"),
+}
+
+
+def producing(score: str, names: list[str]) -> list[str]:
+    """The metrics among ``names`` that return the corpus score ``score`` (the first suffices)."""
+    return [name for name in names if score in PRODUCES.get(name, ())][:1]
+
+
 def compute(
     names: list[str],
     predictions: list[str],

@@ -16,6 +16,13 @@ def _cell(value, fmt: str = "{:.2f}") -> str:
     return fmt.format(value) if isinstance(value, int | float) else "-"
 
 
+def _selected(results: Results) -> str:
+    chosen = results.selection
+    if chosen is None or chosen.best_step is None:
+        return "-"
+    return f"step {chosen.best_step}: {chosen.metric} {chosen.best_score:.2f} on {chosen.split}"
+
+
 def metrics_table(columns: dict[str, Results]) -> str:
     """A plain-text table: one row per metric, one column per run, and Δ when two runs are compared."""
     labels = list(columns)
@@ -25,6 +32,8 @@ def metrics_table(columns: dict[str, Results]) -> str:
         values = [columns[label].metrics.get(name) for label in labels]
         delta = [_cell(values[1] - values[0], "{:+.2f}") if None not in values else "-"] if len(labels) == 2 else []
         rows.append([name, *map(_cell, values), *delta])
+    if any(results.selection for results in columns.values()):  # what chose the scored model, never the test
+        rows.append(["selected (validation)", *(_selected(columns[label]) for label in labels)])
     rows.append(["params added %", *(_cell(columns[lb].params.get("added_pct"), "{:.3f}") for lb in labels)])
     rows.append(["params trainable", *(_cell(columns[lb].params.get("trainable"), "{:,}") for lb in labels)])
     rows.append(["status", *(columns[label].status for label in labels)])

@@ -56,6 +56,24 @@ class Owner:
 
 
 @dataclass(kw_only=True)
+class Selection:
+    """How the scored model was chosen: evaluated on ``split`` during training (never ``scored_split``),
+    the checkpoint of ``best_step`` kept by ``metric``, then scored once on ``scored_split``."""
+
+    metric: str  # the task metric that selected (higher is better)
+    split: str  # validation | train_holdout
+    scored_split: str  # task.eval_split: what `metrics` are scores of
+    n_examples: int  # scored at each evaluation
+    num_beams: int  # while validating
+    patience: int | None  # evaluations without improvement that stop training; None: no early stopping
+    best_step: int | None
+    best_score: float | None  # the metric on `split` at best_step
+    checkpoint: str | None  # checkpoint-<best_step>: the weights that were scored and saved
+    stopped_early: bool
+    curve: list[dict[str, Any]] = field(default_factory=list)  # per evaluation: step, epoch, score, loss
+
+
+@dataclass(kw_only=True)
 class Results:
     """A run's record. The header (experiment ... seed) is its identity, written for people and jq."""
 
@@ -80,6 +98,7 @@ class Results:
     truncation: dict[str, Any] | None = None  # per split: sources and targets cut at their max length
     resumed_from_step: int | None = None  # the checkpoint's step training resumed from (None: from the start)
     owner: Owner | None = None  # who runs it (None: written before owners were recorded)
+    selection: Selection | None = None  # how the scored checkpoint was chosen (None: the last one, no validation)
     started_at: str | None = None
     finished_at: str | None = None
 

@@ -11,16 +11,21 @@ missing or failed.
     python -m repcali.sweeps status main_table [overrides]   # done / failed / interrupted / running / missing
     python -m repcali.sweeps run main_table [overrides]      # every part in turn
     python -m repcali.sweeps plan main_table [--gpu a100]    # runs, tokens, FLOPs, GPU-hours (repcali/plan.py)
+    python -m repcali.sweeps tune runs/lambda_search/xsum/t5_base   # write a finished search's best λ again
 
 ``status`` runs nothing: it reads ``results.json`` where ``train.py`` records each grid point
 (:mod:`repcali.grid`: the points composed as ``train.py`` composes them, cached on disk, so only
 the first status after a change of ``conf/`` composes). A ``running`` record whose process is gone
 shows as ``interrupted`` (:func:`repcali.ownership.shown_status`); the next sweep resumes it.
+A search (a sweep file that selects Hydra's Optuna sweeper, ``sweeps/lambda_search.yaml``) is not
+a grid: its trials are chosen as it runs, so ``status`` names it and where its trials go instead
+of listing points.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +59,12 @@ def parts(name: str) -> list[str]:
     if folder.is_dir() and (files := sorted(folder.glob("*.yaml"))):
         return [f"{name}/{path.stem}" for path in files]
     raise RepCaliError(f"No sweep {name!r} in {SWEEPS_DIR}. Fix: use one of {available()}.")
+
+
+def is_search(part: str) -> bool:
+    """A sweep file that selects a sweeper other than Hydra's grid (the Optuna λ search)."""
+    text = (SWEEPS_DIR / f"{part}.yaml").read_text()
+    return re.search(r"^\s*-\s*override\s+/hydra/sweeper\s*:", text, re.MULTILINE) is not None
 
 
 @dataclass
@@ -135,8 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     from repcali.plan import GPUS
 
     cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_argument("command", choices=("list", "status", "run", "plan"))
-    cli.add_argument("name", nargs="?", help="a sweep: a file or folder in sweeps/")
+    cli.add_argument("command", choices=("list", "status", "run", "plan", "tune"))
+    cli.add_argument("name", nargs="?", help="a sweep: a file or folder in sweeps/ (tune: a search's folder)")
     cli.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py -m")
     cli.add_argument("--gpu", choices=sorted(GPUS), default="h100", help="plan: the GPU (default h100)")
     cli.add_argument("--mfu", type=float, help="plan: training MFU instead of the measured or assumed one")
@@ -144,14 +155,27 @@ def main(argv: list[str] | None = None) -> None:
     cli.add_argument("--by", choices=("model", "task"), help="plan: subtotals by backbone or task")
     args = cli.parse_intermixed_args(argv)
     if args.command == "list":
-        print("\n".join(f"{name}: {' '.join(parts(name))}" for name in available()))
+        kinds = {True: " (a search: trials chosen as it runs)", False: ""}
+        print("\n".join(f"{name}: {' '.join(parts(name))}{kinds[is_search(parts(name)[0])]}" for name in available()))
         return
     if not args.name:
-        cli.error(f"name a sweep: one of {available()}")
+        cli.error(f"name a sweep: one of {available()}" if args.command != "tune" else "name a search's folder")
     try:
-        if args.command == "status":  # part by part: a large grid takes a while to compose the first time
+        if args.command == "tune":
+            from repcali.tuning import write_best_from
+
+            entry = write_best_from(Path(args.name))
+            print(f"λ = {entry['lam']:.4g} (validation {entry['metric']} {entry['validation_score']:.2f}) written.")
+        elif args.command == "status":  # part by part: a large grid takes a while to compose the first time
             found = []
             for part in parts(args.name):
+                if is_search(part):
+                    print(
+                        f"# +sweep={part}: a search, not a grid; its trials are chosen as it runs. They are recorded "
+                        "under <runs_dir>/<experiment>/<task>/<model>/ with the sweeper's optimization_results.yaml; "
+                        "python -m repcali.report <that folder> shows them."
+                    )
+                    continue
                 found += status(part, args.overrides)
                 print(format_status([run for run in found if run.part == part], counts=False), flush=True)
             print(format_status(found, lines=False))

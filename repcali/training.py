@@ -16,10 +16,17 @@ import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import SequentialSampler
-from transformers import DataCollatorForSeq2Seq, GenerationConfig, Seq2SeqTrainingArguments, TrainerCallback
+from transformers import (
+    DataCollatorForSeq2Seq,
+    EarlyStoppingCallback,
+    GenerationConfig,
+    Seq2SeqTrainingArguments,
+    TrainerCallback,
+)
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from repcali.checkpoints import CHECKPOINTS_DIR, Checkpointer
+from repcali.config import selection_metric, selects
 from repcali.errors import RepCaliError, one_line
 from repcali.formatters import join_cjk
 from repcali.sharding import unsharded
@@ -119,9 +126,16 @@ class Seq2SeqTrainer(transformers.Seq2SeqTrainer):
     (Distributed evaluation is already ordered: accelerate gathers shards in order.)
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, validation_beams: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.running_loss = RunningLoss()
+        self.validation_beams = validation_beams  # beams while validating (task.selection.num_beams)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval", **gen_kwargs):
+        """Validation during training; ``predict`` (the scored split) keeps the task's decoding."""
+        if self.validation_beams is not None:
+            gen_kwargs.setdefault("num_beams", self.validation_beams)
+        return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix, **gen_kwargs)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -168,6 +182,10 @@ RUN_OWNED = {
     "save_strategy": "checkpoint.every_minutes / checkpoint.every_steps",
     "save_steps": "checkpoint.every_steps",
     "save_total_limit": "checkpoint.keep",
+    "load_best_model_at_end": "trainer.eval_strategy (not no: the best validated checkpoint is scored)",
+    "metric_for_best_model": "task.selection.metric",
+    "greater_is_better": "task.selection.metric (every task metric is higher-is-better)",
+    "restore_callback_states_from_checkpoint": "task.selection.patience",
 }
 # Values Seq2SeqTrainingArguments accepts but training cannot use: field -> the least that can work.
 LEAST = {
@@ -205,6 +223,8 @@ def training_arguments(
     )
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         kwargs.setdefault("use_cpu", True)  # else accelerate sees no distributed run: each process trains alone
+    if selects(cfg):
+        kwargs.update(selection_arguments(cfg))
     try:
         args = Seq2SeqTrainingArguments(**kwargs)
     except (TypeError, ValueError) as error:
@@ -213,6 +233,21 @@ def training_arguments(
         ) from None
     _check_values(args)
     return args
+
+
+def selection_arguments(cfg: DictConfig) -> dict:
+    """The Trainer's own model selection: a checkpoint at every evaluation (the best must be there to
+    load), the best one by the validation metric loaded when training ends. The Checkpointer adds
+    ``checkpoint.every_steps`` and the clock's saves, and never deletes the best."""
+    return {
+        "save_strategy": cfg.trainer.eval_strategy,
+        "save_steps": cfg.trainer.get("eval_steps"),
+        "load_best_model_at_end": True,
+        "metric_for_best_model": selection_metric(cfg.task),
+        "greater_is_better": True,
+        # the early-stopping count since the best is in each checkpoint: a resumed run stops where it would have
+        "restore_callback_states_from_checkpoint": cfg.task.selection.patience is not None,
+    }
 
 
 def _check_keys(trainer: dict) -> None:
@@ -242,30 +277,71 @@ def _check_values(args: Seq2SeqTrainingArguments) -> None:
 
 def build_trainer(cfg: DictConfig, model, tokenizer, data, run_dir: Path, report_to: list[str]) -> Seq2SeqTrainer:
     args = training_arguments(cfg, run_dir, generation_config(model, cfg.task.generation), report_to)
+    selecting = selects(cfg)
     trainer = Seq2SeqTrainer(
         model=model,
         args=args,
         train_dataset=data.train,
+        eval_dataset=data.validation if selecting else None,
+        compute_metrics=validation_metrics(cfg.task, tokenizer, data) if selecting else None,
         data_collator=DataCollatorForSeq2Seq(
             tokenizer, model=model, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None
         ),
         processing_class=tokenizer,
+        validation_beams=cfg.task.selection.num_beams if selecting else None,
     )
     if args.save_strategy != "no":  # before the guard: it checks the loss before a save this one asks for
-        trainer.add_callback(Checkpointer(cfg.checkpoint.every_minutes, cfg.checkpoint.keep, trainer.running_loss))
+        every_steps = cfg.checkpoint.every_steps if selecting else None  # else the Trainer's save_steps
+        trainer.add_callback(
+            Checkpointer(cfg.checkpoint.every_minutes, cfg.checkpoint.keep, trainer.running_loss, every_steps)
+        )
+    if selecting and cfg.task.selection.patience is not None:
+        trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.task.selection.patience))
     trainer.add_callback(FiniteLoss(trainer.running_loss))
     return trainer
 
 
-def predict(trainer: Seq2SeqTrainer, dataset, tokenizer, language: str = "en") -> list[str]:
-    """Batched generation over ``dataset`` in its order, decoded to text.
+def validation_metrics(task: DictConfig, tokenizer, data):
+    """``compute_metrics`` for validation: decoded as :func:`predict` decodes, scored by
+    :func:`repcali.metrics.compute` (the test's scorer), running only the metric that selects."""
+    from repcali.metrics import compute, producing
+
+    metric = selection_metric(task)
+    names = producing(metric, list(task.metrics))
+
+    def scores(prediction) -> dict[str, float]:
+        texts = decode(prediction.predictions, tokenizer, task.language)
+        found = compute(names, texts, data.validation_references, task.language, ids=data.validation_ids)
+        if metric not in found.corpus:
+            raise RepCaliError(
+                f"The selection metric {metric} was not computed ({found.settings}). "
+                "Fix: task.selection.metric=<a metric computed here>, or trainer.eval_strategy=no."
+            )
+        return {name: float(value) for name, value in found.corpus.items()}
+
+    return scores
+
+
+def decode(token_ids: np.ndarray, tokenizer, language: str = "en") -> list[str]:
+    """Generated ids (padded with -100 across batches) to text.
 
     Chinese output loses the spaces that BERT-style tokenizers put between characters when decoding.
+    """
+    token_ids = np.where(token_ids < 0, tokenizer.pad_token_id, token_ids)
+    texts = [text.strip() for text in tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
+    return [join_cjk(text) for text in texts] if language == "zh" else texts
+
+
+def predict(trainer: Seq2SeqTrainer, dataset, tokenizer, language: str = "en") -> list[str]:
+    """Batched generation over ``dataset`` in its order, decoded to text (scored by the caller: the
+    trainer's ``compute_metrics`` is validation's, with validation's references).
+
     Distributed, ``Seq2SeqTrainer.predict`` gathers every process's batches in dataset order, with
     the samples that even out the last batches appended (it gathers without dropping them): cut there.
     """
-    output = trainer.predict(dataset, metric_key_prefix="eval")
-    predictions = output.predictions[: len(dataset)]
-    token_ids = np.where(predictions < 0, tokenizer.pad_token_id, predictions)
-    texts = [text.strip() for text in tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
-    return [join_cjk(text) for text in texts] if language == "zh" else texts
+    compute_metrics, trainer.compute_metrics = trainer.compute_metrics, None
+    try:
+        output = trainer.predict(dataset, metric_key_prefix="eval")
+    finally:
+        trainer.compute_metrics = compute_metrics
+    return decode(output.predictions[: len(dataset)], tokenizer, language)

@@ -42,6 +42,7 @@ FAMILY_RUNS = {
 }
 FAST = [
     "trainer.max_steps=2",
+    "trainer.eval_strategy=no",  # the last model is scored; model selection: test_selection.py
     "trainer.logging_steps=1",
     "trainer.per_device_train_batch_size=2",
     "trainer.per_device_eval_batch_size=4",

@@ -216,7 +216,7 @@ def _compose(*overrides: str):
 
 def _build_trainer(cfg, run_dir: Path):
     from repcali.calibration import attach_repcali
-    from repcali.config import repcali_config
+    from repcali.config import repcali_config, selects
     from repcali.data import build_task_data
     from repcali.methods import apply_method, unwrap
     from repcali.modeling import load_backbone
@@ -227,8 +227,43 @@ def _build_trainer(cfg, run_dir: Path):
     model = apply_method(model, cfg.method.name, cfg.method.options)
     if cfg.calib.enabled:
         attach_repcali(unwrap(model), repcali_config(cfg.calib))
-    data = build_task_data(cfg.task, tokenizer, use_prefix=cfg.model.task_prefix, max_positions=512)
+    data = build_task_data(
+        cfg.task, tokenizer, use_prefix=cfg.model.task_prefix, max_positions=512, select=selects(cfg)
+    )
     return build_trainer(cfg, model, tokenizer, data, run_dir, [])
+
+
+def test_a_run_resumed_after_a_kill_selects_the_same_checkpoint_as_an_uninterrupted_one(tmp_path):
+    """Validation every 2 of 8 steps. Killed before the last save, the run resumes from step 6: the best
+    checkpoint recorded before the kill is still there (rotation never deletes it), and the resumed run
+    ends with the same validation curve, the same selected step and the same loaded weights."""
+    validation = ROOT / "tests" / "fixtures" / "xsum" / "validation.jsonl"
+    cfg = _compose(
+        "trainer.max_steps=8",
+        f"task.data_files.validation={validation}",
+        "trainer.eval_strategy=steps",
+        "trainer.eval_steps=2",
+    )
+    whole = _build_trainer(cfg, tmp_path)
+    train_resuming(whole, tmp_path)
+
+    def curve_of(trainer) -> list[tuple]:
+        return [(e["step"], e["eval_loss"], e["eval_rouge1"]) for e in trainer.state.log_history if "eval_loss" in e]
+
+    curve = curve_of(whole)
+    assert [step for step, *_ in curve] == [2, 4, 6, 8]
+    selected = (whole.state.best_global_step, whole.state.best_metric, Path(whole.state.best_model_checkpoint).name)
+    weights = whole.model.state_dict()
+
+    shutil.rmtree(tmp_path / CHECKPOINTS_DIR / "checkpoint-8")  # killed after step 6's save, before step 8's
+    assert {c.step for c in checkpoint_folders(tmp_path / CHECKPOINTS_DIR)} >= {6, selected[0]}  # keep=2, + best
+    resumed = _build_trainer(cfg, tmp_path)
+    trained = train_resuming(resumed, tmp_path)
+    assert trained.resumed_from_step == 6
+    assert curve_of(resumed) == curve
+    state = resumed.state
+    assert (state.best_global_step, state.best_metric, Path(state.best_model_checkpoint).name) == selected
+    assert [k for k, v in resumed.model.state_dict().items() if not torch.equal(v, weights[k])] == []
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,8 @@ def missing_options(values: dict[str, set[str]]) -> list[str]:
 
 
 def all_parts() -> list[str]:
-    return [part for name in sweeps.available() for part in sweeps.parts(name)]
+    """Every grid; a search (the λ search) is not one and has tests of its own (test_selection.py)."""
+    return [part for name in sweeps.available() for part in sweeps.parts(name) if not sweeps.is_search(part)]
 
 
 def test_every_sweep_is_listed_with_its_parts():
@@ -79,7 +80,7 @@ def test_main_table_pairs_backbones_with_tasks_of_their_language():
     assert not english["task"] & CHINESE_TASKS and chinese["task"] == CHINESE_TASKS
     assert len(english["model"]) == 22 and len(chinese["model"]) == 4
     assert english["model"] & chinese["model"] == {"mt5_base"}  # multilingual: in both, on different tasks
-    assert english["calib"] == chinese["calib"] == {"off", "on"} and english["seed"] == {"1", "2", "3"}
+    assert english["calib"] == chinese["calib"] == {"off", "tuned"} and english["seed"] == {"1", "2", "3"}
 
 
 def test_ablations_share_one_experiment_and_one_baseline():

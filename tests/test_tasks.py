@@ -215,6 +215,7 @@ def test_a_chinese_task_runs_end_to_end_through_train_py(tiny_family, tmp_path):
         *data_overrides("lcsts"),
         "calib=on",
         "trainer.max_steps=3",
+        "trainer.eval_strategy=no",  # the fixture has no validation file; model selection: test_selection.py
         "task.generation.max_new_tokens=8",
         f"runs_dir={tmp_path}",
     )

@@ -30,6 +30,7 @@ FAST = [
     "task.generation.min_new_tokens=0",
     "trainer.max_steps=3",
     "trainer.logging_steps=1",
+    "trainer.eval_strategy=no",  # the last model is scored; model selection has its own tests (test_selection.py)
     "model=tiny_t5",
 ]
 
