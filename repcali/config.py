@@ -118,6 +118,7 @@ class ModelConfig:
     unsupported: str | None = None  # why this backbone cannot run here; selecting it fails with this reason
     learning_rate: float = 5e-5  # recommended; trainer.learning_rate reads it
     batch_size: int = 8  # recommended per-device batch; trainer reads it
+    encoder_lr_scale: float = 1.0  # the encoder trains at learning_rate × this (a warm-started BERT2BERT: < 1)
     # Run the checkpoint's own Python code (hub repos with auto_map). Never passed unless set here; printed when set.
     trust_remote_code: bool = False
     # Parameters of the checkpoint, for the cost planner (python -m repcali.sweeps plan); describes the

@@ -27,6 +27,33 @@ def join_cjk(text: str) -> str:
     return _SPACE_NEXT_TO_CJK.sub("", text).strip()
 
 
+# BERT's tokenizer splits off every punctuation character and WordPiece decoding joins tokens with spaces,
+# so "state-of-the-art (BLEU)" comes back as "state - of - the - art ( bleu )". Applied in order:
+_WORDPIECE_SPACING = (
+    (re.compile(r"(?<=\w) ?([-/_]) ?(?=\w)"), r"\1"),  # state - of - the - art, and / or, value _ name
+    (re.compile(r"(?<=\w) ?' ?(s|t|d|m|re|ve|ll)\b"), r"'\1"),  # don ' t, it ' s, we ' ll
+    (re.compile(r"(?<=s) '(?= )"), "'"),  # the models ' outputs
+    (re.compile(r'" ([^"]*?) "'), r'"\1"'),  # " gold "
+    (re.compile(r"([(\[{]) "), r"\1"),  # ( bleu
+    (re.compile(r" ([)\]},.;:!?%])"), r"\1"),  # bleu ), 3 %, labels :
+    (re.compile(r"(?<=\d)\. (?=\d)"), "."),  # 1. 5
+    (re.compile(r"\b(\d{1,3}), (?=\d{3}\b)"), r"\1,"),  # 10, 000 (not "in 2019, 500 ...")
+    (re.compile(r"(?<=\b[a-z])\. (?=[a-z]\.)"), "."),  # e. g.
+)
+
+
+def detokenize_wordpiece(text: str) -> str:
+    """English text as a reader writes it, out of a BERT-vocabulary (WordPiece) decoding.
+
+    BERT's pre-tokenizer cannot tell "state-of-the-art" from "state - of - the - art", so a hyphen,
+    slash or contraction between two words is always joined (a dash between words is rare in the
+    one-sentence summaries this serves). ROUGE is unaffected: rouge-score drops punctuation.
+    """
+    for pattern, replacement in _WORDPIECE_SPACING:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def template(row: Record, task: Mapping) -> list[Record]:
     """No preprocessing: the templates read the row's own columns."""
     return [row]

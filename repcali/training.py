@@ -28,7 +28,8 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from repcali.checkpoints import CHECKPOINTS_DIR, Checkpointer
 from repcali.config import selection_metric, selects
 from repcali.errors import RepCaliError, one_line
-from repcali.formatters import join_cjk
+from repcali.formatters import detokenize_wordpiece, join_cjk
+from repcali.methods import unwrap
 from repcali.sharding import unsharded
 
 
@@ -119,17 +120,34 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
 
 class Seq2SeqTrainer(transformers.Seq2SeqTrainer):
     """``Seq2SeqTrainer`` that keeps evaluation in dataset order, sums every step's loss, and draws
-    length-grouped training batches by (seed, epoch), so that resumed runs match uninterrupted ones.
+    length-grouped training batches by (seed, epoch), so that resumed runs match uninterrupted ones;
+    its encoder may train at a fraction of the learning rate (``model.encoder_lr_scale``).
 
     With ``train_sampling_strategy=group_by_length`` the stock trainer also shuffles evaluation
     batches by length, so predictions could not be matched to raw references by position.
     (Distributed evaluation is already ordered: accelerate gathers shards in order.)
     """
 
-    def __init__(self, *args, validation_beams: int | None = None, **kwargs) -> None:
+    def __init__(self, *args, validation_beams: int | None = None, encoder_lr_scale: float = 1.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.running_loss = RunningLoss()
         self.validation_beams = validation_beams  # beams while validating (task.selection.num_beams)
+        self.encoder_lr_scale = encoder_lr_scale
+
+    def create_optimizer(self, model=None):
+        """The stock optimizer, with the encoder's parameters moved to groups of ``lr × encoder_lr_scale``
+        (the learning-rate schedule then scales every group alike)."""
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if fresh and self.encoder_lr_scale != 1:
+            encoder = {id(p) for p in unwrap(self.model).get_encoder().parameters()}
+            for group in list(optimizer.param_groups):
+                slow = [p for p in group["params"] if id(p) in encoder]
+                if slow:
+                    group["params"] = [p for p in group["params"] if id(p) not in encoder]
+                    optimizer.add_param_group({**group, "params": slow, "lr": group["lr"] * self.encoder_lr_scale})
+            optimizer.param_groups = [group for group in optimizer.param_groups if group["params"]]
+        return optimizer
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval", **gen_kwargs):
         """Validation during training; ``predict`` (the scored split) keeps the task's decoding."""
@@ -155,6 +173,24 @@ class Seq2SeqTrainer(transformers.Seq2SeqTrainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         with unsharded(self.model):  # FSDP2: generate reads the root unit's weights outside its forward
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
+
+
+class DataCollator(DataCollatorForSeq2Seq):
+    """``DataCollatorForSeq2Seq`` whose labels never begin with the token the decoder starts from.
+
+    BERT's tokenizer starts every target with [CLS], the token BERT2BERT's decoder starts from. Left in,
+    the decoder learns to emit a second [CLS], and beam search then finds the empty "[CLS] [SEP]"
+    almost free: every prediction was empty after 3 epochs. Other backbones' targets do not start
+    with their decoder start token (BART's starts at </s>, its targets at <s>).
+    """
+
+    def __call__(self, features, return_tensors=None):
+        start = self.model.config.decoder_start_token_id
+        features = [
+            {**feature, "labels": feature["labels"][1:]} if feature["labels"][:1] == [start] else feature
+            for feature in features
+        ]
+        return super().__call__(features, return_tensors)
 
 
 def generation_config(model, settings: DictConfig) -> GenerationConfig:
@@ -284,11 +320,10 @@ def build_trainer(cfg: DictConfig, model, tokenizer, data, run_dir: Path, report
         train_dataset=data.train,
         eval_dataset=data.validation if selecting else None,
         compute_metrics=validation_metrics(cfg.task, tokenizer, data) if selecting else None,
-        data_collator=DataCollatorForSeq2Seq(
-            tokenizer, model=model, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None
-        ),
+        data_collator=DataCollator(tokenizer, model=model, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None),
         processing_class=tokenizer,
         validation_beams=cfg.task.selection.num_beams if selecting else None,
+        encoder_lr_scale=cfg.model.encoder_lr_scale,
     )
     if args.save_strategy != "no":  # before the guard: it checks the loss before a save this one asks for
         every_steps = cfg.checkpoint.every_steps if selecting else None  # else the Trainer's save_steps
@@ -325,11 +360,19 @@ def validation_metrics(task: DictConfig, tokenizer, data):
 def decode(token_ids: np.ndarray, tokenizer, language: str = "en") -> list[str]:
     """Generated ids (padded with -100 across batches) to text.
 
-    Chinese output loses the spaces that BERT-style tokenizers put between characters when decoding.
+    BERT-vocabulary tokenizers (BERT2BERT, Chinese BART) decode with spaces around punctuation and,
+    in Chinese, between characters: Chinese output loses those spaces, English output is detokenized.
     """
     token_ids = np.where(token_ids < 0, tokenizer.pad_token_id, token_ids)
     texts = [text.strip() for text in tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
-    return [join_cjk(text) for text in texts] if language == "zh" else texts
+    if language == "zh":
+        return [join_cjk(text) for text in texts]
+    return [detokenize_wordpiece(text) for text in texts] if spaces_punctuation(tokenizer) else texts
+
+
+def spaces_punctuation(tokenizer) -> bool:
+    """Whether decoding puts spaces around punctuation, as BERT-vocabulary tokenizers do (BERT2BERT, ProphetNet)."""
+    return tokenizer.decode(tokenizer("a-b", add_special_tokens=False)["input_ids"]) == "a - b"
 
 
 def predict(trainer: Seq2SeqTrainer, dataset, tokenizer, language: str = "en") -> list[str]:

