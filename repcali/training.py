@@ -199,12 +199,15 @@ def generation_config(model, settings: DictConfig) -> GenerationConfig:
     Lengths go in as ``max_length``/``min_length`` = new tokens + the decoder start token, which is
     what ``max_new_tokens`` means for an encoder-decoder: ``Seq2SeqTrainer`` writes the default
     ``max_length=20`` into the model's config after its first batch, and ``generate`` would then
-    warn on every later batch that both are set.
+    warn on every later batch that both are set. Greedy decoding (``num_beams: 1``) drops the model's
+    beam-search ``early_stopping``, which would otherwise fail the generation config's validation.
     """
     decoding = OmegaConf.to_container(settings, resolve=True)
     lengths = {"max_length": decoding.pop("max_new_tokens") + 1, "min_length": decoding.pop("min_new_tokens") + 1}
     config = deepcopy(model.generation_config)
     config.update(**decoding, **lengths)
+    if config.num_beams == 1:  # a beam-search flag that a model's own config may set (BERT2BERT's): greedy refuses it
+        config.early_stopping = False
     return config
 
 
