@@ -86,6 +86,15 @@ SPECS = (
         _ablation_of("train"),
         "train=full: backbone and block train; train=frozen: only the block trains. λ = 1, LN(h + λ·d).",
     ),
+    TableSpec(
+        "real_weights",
+        "RepCali on real pretrained weights: MiniLM BERT2BERT on ACLSum",
+        "real_weights",
+        ("model", "train"),
+        ("real_weights/full", "real_weights/frozen"),
+        description="Full fine-tuning without and with the block (train=full), and the block alone on the frozen "
+        "backbone (train=frozen), each against the fully fine-tuned baseline; selected on validation, scored once.",
+    ),
 )
 
 
