@@ -6,8 +6,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: help install demo sweep sweep-status tables test test-fast lint format params bench bench-full clean
+.PHONY: help install demo sweep sweep-status plan tables test test-fast lint format params bench bench-full clean
 SWEEP ?= smoke
+# LAUNCHER: a conf/hydra/launcher/ option (slurm, slurm_multigpu, local, local_gpus); empty: Hydra's basic
+# launcher (the runs one after another in this process). ARGS: more overrides, as for train.py -m
+# (ARGS="cluster.partition=gpu trainer=fsdp"); for plan also its options (ARGS="--gpu a100").
+LAUNCHER ?=
+ARGS ?=
 RUNS ?= runs
 TABLES ?= tables
 
@@ -29,11 +34,14 @@ demo: install ## Embedded default (tiny T5 on ACLSum), calib=off and calib=on, s
 	$(OFFLINE) $(PY) train.py experiment_name=demo calib=on
 	$(PY) -m repcali.report runs/demo
 
-sweep: install ## Run a sweep of sweeps/, every part; completed runs are skipped: make sweep SWEEP=main_table
-	$(PY) -m repcali.sweeps run $(SWEEP)
+sweep: install ## Run a sweep of sweeps/, every part; completed runs are skipped: make sweep SWEEP=main_table LAUNCHER=slurm
+	$(PY) -m repcali.sweeps run $(SWEEP)$(if $(LAUNCHER), hydra/launcher=$(LAUNCHER))$(if $(ARGS), $(ARGS))
 
 sweep-status: install ## done / failed / running / missing per run of a sweep, runs nothing: make sweep-status SWEEP=smoke
-	$(PY) -m repcali.sweeps status $(SWEEP)
+	$(PY) -m repcali.sweeps status $(SWEEP)$(if $(ARGS), $(ARGS))
+
+plan: install ## Runs, tokens, FLOPs, GPU-hours of a sweep, runs nothing: make plan SWEEP=main_table ARGS="--gpu a100"
+	$(PY) -m repcali.sweeps plan $(SWEEP)$(if $(ARGS), $(ARGS))
 
 tables: install ## Paper tables (md, tex, csv, png) from every results.json under RUNS=runs into TABLES=tables
 	$(PY) -m repcali.tables --runs $(RUNS) --out $(TABLES)
@@ -56,7 +64,7 @@ params: install ## Added parameters of RepCali and each method on T5-small/base/
 	mkdir -p docs
 	$(PY) -m repcali.params > docs/parameters.md.tmp && mv docs/parameters.md.tmp docs/parameters.md
 
-bench: install ## Benchmarks, quick (~6 min on 2 CPU cores): JSON + summary.md in benchmarks/results/quick
+bench: install ## Benchmarks, quick (~7 min on 2 CPU cores): JSON + summary.md in benchmarks/results/quick
 	$(OFFLINE) WANDB_MODE=disabled $(PY) -m benchmarks.run --mode quick
 
 bench-full: install ## Benchmarks, full mode (larger models, more rounds; calibration on GPU if present): results/full

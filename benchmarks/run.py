@@ -35,7 +35,15 @@ from benchmarks.measure import OFFLINE_ENV, ROOT
 from benchmarks.summary import SUMMARY_NAME, write_summary
 
 # The registry: modules of benchmarks/, each with run(mode, device) -> Benchmark, in the summary's order.
-BENCHMARKS = ("calibration_overhead", "framework_vs_hf", "evaluation", "startup", "tables_build", "checkpointing")
+BENCHMARKS = (
+    "calibration_overhead",
+    "framework_vs_hf",
+    "evaluation",
+    "startup",
+    "tables_build",
+    "checkpointing",
+    "wandb_fallback",
+)
 
 RunFunction = Callable[[str, str], Benchmark]
 

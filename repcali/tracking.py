@@ -4,14 +4,16 @@ and never a reason for a run to wait.
 Where the server cannot be reached (compute nodes without internet), W&B's own online attempt waits
 out its timeout before failing: 88 s of a 91 s run in one measurement. So the mode is decided before
 ``wandb.init``: an explicit ``logger.mode`` or ``WANDB_MODE`` (the SLURM launchers export
-``WANDB_MODE=offline``), else offline without an API key, else a TCP connection to the server (or the
-HTTPS proxy) must open within ``logger.probe_timeout_s``. The probe runs once per process, so a
-sweep in one process (Hydra's basic launcher) asks once. Offline runs are uploaded later with ``wandb sync``.
+``WANDB_MODE=offline``), else offline without an API key (looked up without asking the server), else a
+TCP connection to the server (or the HTTPS proxy) must open within ``logger.probe_timeout_s``. The
+probe runs once per process, so a sweep in one process (Hydra's basic launcher) asks once. Offline runs
+are uploaded later with ``wandb sync``.
 """
 
 from __future__ import annotations
 
 import functools
+import netrc
 import os
 import socket
 from pathlib import Path
@@ -32,11 +34,33 @@ def is_main_process() -> bool:
 INIT_TIMEOUT_S = 15  # once the server answered the probe, an online start that takes longer falls back
 
 
+def base_url() -> str:
+    """The W&B server a run would use: ``WANDB_BASE_URL``, else the installed wandb's default (wandb 0.31:
+    https://api.forge.coreweave.com; earlier: https://api.wandb.ai)."""
+    import wandb
+
+    return os.environ.get("WANDB_BASE_URL") or wandb.Settings().base_url
+
+
 def server_address() -> tuple[str, int]:
-    """Where a W&B connection goes first: the HTTPS proxy if one is set, else the server (``WANDB_BASE_URL``)."""
-    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
-    url = urlsplit(proxy or os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
-    return url.hostname or "api.wandb.ai", url.port or (443 if url.scheme == "https" else 80)
+    """Where a W&B connection goes first: the HTTPS proxy if one is set, else the server (:func:`base_url`)."""
+    url = urlsplit(os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or base_url())
+    return url.hostname or "localhost", url.port or (443 if url.scheme == "https" else 80)
+
+
+def api_key_configured() -> bool:
+    """Whether wandb will find credentials, looked up where it looks (``WANDB_API_KEY``, an identity token
+    file, the netrc entry for the server's host) without asking the server. ``wandb.login`` is not used:
+    even with ``verify=False`` it asks the server whose key it is (wandb 0.31: 5 s, on every call, when
+    the server cannot be reached)."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlsplit(base_url()).hostname
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc").expanduser()
+    try:
+        return host is not None and netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 @functools.cache
@@ -50,13 +74,12 @@ def reachable(address: tuple[str, int], timeout_s: float) -> bool:
 
 
 def wandb_mode(cfg: DictConfig) -> tuple[str | None, str | None]:
-    """The W&B mode for a run (None: online) and, when it is offline by our decision, why."""
-    import wandb
-
+    """The W&B mode for a run (None: online) and, when it is offline by our decision, why. No call here
+    waits longer than ``logger.probe_timeout_s``, and that once per process."""
     mode = cfg.logger.mode or os.environ.get("WANDB_MODE")
     if mode is not None:
         return mode, None
-    if not wandb.login(prompt=False, verify=False):  # reads the key; no network
+    if not api_key_configured():
         return "offline", "no API key configured"
     host, port = address = server_address()
     if not reachable(address, cfg.logger.probe_timeout_s):
