@@ -179,7 +179,8 @@ def tables(runs: Path) -> dict[str, str]:
     out = runs.parent / "tables"
     process = cli.here("-m", "repcali.tables", "--runs", str(runs), "--out", str(out))
     assert process.returncode == 0, process.stderr[-3000:]
-    return {path.name: path.read_text() for path in sorted(out.glob("*")) if path.suffix in (".csv", ".md", ".tex")}
+    texts = (path for path in sorted(out.glob("*")) if path.suffix in (".csv", ".md", ".tex"))
+    return {path.name: path.read_text().replace(str(runs), "<runs>") for path in texts}  # the CSV names run dirs
 
 
 # the tests of the two sweeps below share one pytest-xdist worker: each sweep runs once
