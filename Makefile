@@ -46,11 +46,11 @@ plan: install ## Runs, tokens, FLOPs, GPU-hours of a sweep, runs nothing: make p
 tables: install ## Paper tables (md, tex, csv, png) from every results.json under RUNS=runs into TABLES=tables
 	$(PY) -m repcali.tables --runs $(RUNS) --out $(TABLES)
 
-test: install ## All tests, end-to-end runs included (offline, CPU, a few minutes)
-	$(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest
+test: install ## All tests, end-to-end runs included (offline, CPU, a few minutes; one worker per core)
+	$(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest -n auto --maxprocesses 8 --dist loadgroup
 
 test-fast: install ## Tests without the slow end-to-end runs
-	$(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest -m "not slow"
+	$(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest -n auto --maxprocesses 8 --dist loadgroup -m "not slow"
 
 lint: install ## ruff: lint and format check
 	$(PY) -m ruff check .

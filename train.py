@@ -101,7 +101,13 @@ def remove_unrecorded(run_dir: Path, runs_dir: Path) -> None:
             return
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python train.py <overrides>``: a closed choice misspelt or a secret on the command line is refused
+    in one line before Hydra composes anything; then the run (or sweep)."""
     if problem := unknown_choice(sys.argv[1:]) or secret_in_overrides(sys.argv[1:]):
         sys.exit(f"error: {problem}")
     main()
+
+
+if __name__ == "__main__":
+    cli()

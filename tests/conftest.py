@@ -1,6 +1,7 @@
 """Offline, CPU-only, hermetic: no test may reach the hub or W&B, or wait on a network time-out."""
 
 import os
+import shutil
 import tempfile
 
 # Set before transformers / datasets / huggingface_hub are imported: they read these at import.
@@ -20,37 +21,47 @@ os.environ.update(
 )
 
 import pytest  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra import compose  # noqa: E402
 
-from repcali.config import PROJECT_ROOT, register  # noqa: E402
-from tests.tiny import build_tiny  # noqa: E402
+from repcali.compose import hydra_compose  # noqa: E402
 
-
-@pytest.fixture(scope="session")
-def tiny_dirs(tmp_path_factory) -> dict[str, str]:
-    """Tiny random encoder-decoders saved with save_pretrained, loaded back like any hub model."""
-    root = tmp_path_factory.mktemp("tiny-models")
-    return {family: build_tiny(family, root / family) for family in ("bart", "t5")}
+BUILT = ".built"  # written last: a folder without it was cut short (a worker killed mid-build) and is rebuilt
 
 
 @pytest.fixture(scope="session")
 def tiny_family(tmp_path_factory):
-    """``tiny_family(name)``: the folder of a tiny model of that family, built on first use."""
-    root = tmp_path_factory.mktemp("tiny-families")
-    built: dict[str, str] = {}
+    """``tiny_family(name)``: the folder of a tiny random model of that family (and its tokenizer), saved with
+    save_pretrained and loaded back like any hub model; built on first use, once per test run (the
+    pytest-xdist workers share one folder, a file lock each)."""
+    from filelock import FileLock
+
+    from tests.tiny import build_tiny
+
+    shared = tmp_path_factory.getbasetemp()
+    root = (shared.parent if "PYTEST_XDIST_WORKER" in os.environ else shared) / "tiny-models"  # popen-gw<n>/..
+    root.mkdir(exist_ok=True)
 
     def get(family: str) -> str:
-        if family not in built:
-            built[family] = build_tiny(family, root / family)
-        return built[family]
+        directory = root / family
+        with FileLock(root / f"{family}.lock"):
+            if not (directory / BUILT).is_file():
+                shutil.rmtree(directory, ignore_errors=True)
+                build_tiny(family, directory)
+                (directory / BUILT).touch()
+        return str(directory)
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tiny_family) -> dict[str, str]:
+    """The tiny BART and T5 (see ``tiny_family``) by family."""
+    return {family: tiny_family(family) for family in ("bart", "t5")}
 
 
 @pytest.fixture(scope="module")
 def compose_train():
     """``compose_train(*overrides)``: Hydra's compose API over conf/, the composition of ``python train.py
     <overrides>`` (``return_hydra_config=True`` adds ``hydra.*``, e.g. a sweep's grid)."""
-    register()
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+    with hydra_compose():
         yield lambda *overrides, **options: compose("train", list(overrides), **options)

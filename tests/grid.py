@@ -2,27 +2,32 @@
 
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from repcali.config import TaskConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 ALIASES = {"bart": "bart_large", "t5": "t5_base"}  # conf/model files that only name another
 MODELS = sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml") if path.stem not in ALIASES)
 TASKS = sorted(path.stem for path in (ROOT / "conf" / "task").glob("*.yaml"))
 
-# task -> {split: fixture file}; the splits are the ones the task trains and evaluates on
-TASK_FILES = {
-    "xsum": {"train": "xsum/train.jsonl", "test": "xsum/test.jsonl"},
-    "cnn_dailymail": {"train": "cnn_dailymail/train.jsonl", "test": "cnn_dailymail/test.jsonl"},
-    "webnlg": {"train": "webnlg/train.jsonl", "test": "webnlg/test.jsonl"},
-    "common_gen": {"train": "common_gen/train.jsonl", "validation": "common_gen/validation.jsonl"},
-    "anlg": {"train": "anlg/train.jsonl", "validation": "anlg/validation.jsonl"},
-    "multiwoz": {"train": "multiwoz/train.jsonl", "test": "multiwoz/test.jsonl"},
-    "csds": {"train": "csds/train.json", "test": "csds/test.json"},
-    "lcsts": {"train": "lcsts/train.jsonl", "test": "lcsts/test.jsonl"},
-    "sst2": {"train": "sst2/train.jsonl", "validation": "sst2/validation.jsonl"},
-    "rte": {"train": "rte/train.jsonl", "validation": "rte/validation.jsonl"},
-    "mnli": {"train": "mnli/train.jsonl", "validation": "mnli/validation_matched.jsonl"},
-    "cola": {"train": "cola/train.jsonl", "validation": "cola/validation.jsonl"},
-}
+
+def _fixture_files(task: str) -> dict[str, str]:
+    """The task's fixture files, ``{split: path under tests/fixtures}``: train and the split the task is scored
+    on (``eval_split`` in conf/task/<task>.yaml), each named by the split or by the hub split it maps to."""
+    conf = OmegaConf.merge(OmegaConf.structured(TaskConfig), OmegaConf.load(ROOT / "conf" / "task" / f"{task}.yaml"))
+    files = {}
+    for split in ("train", conf.eval_split):
+        names = (split, conf.splits.get(split, split))
+        files[split] = next(
+            str(path.relative_to(FIXTURES)) for n in names for path in (FIXTURES / task).glob(f"{n}.json*")
+        )
+    return files
+
+
+# task -> {split: fixture file}: every task but the default (ACLSum, shipped in assets/)
+TASK_FILES = {task: _fixture_files(task) for task in TASKS if task != "aclsum"}
 
 
 def data_overrides(task: str) -> list[str]:

@@ -3,7 +3,8 @@ disk, determinism.
 
 The faults are real: ``train.py`` in a subprocess killed or stopped by a signal, a checkpoint file
 truncated on disk, a filesystem that is full (a 1 MiB tmpfs mounted in a user namespace where the run
-writes).
+writes). What is not a fault (the uninterrupted reference, a resume, a rerun) runs ``train.py`` in this
+process (:func:`tests.cli.here`); one repeat runs in a process of its own, to compare across processes.
 Each run is a few seconds of tiny T5 on the XSum fixture: 8 steps of 6 examples (16 examples: 3 steps
 per epoch, the last one short), a checkpoint every 2 steps, so a resume from step 4 lands in the
 middle of the second epoch: the case the stock length-grouped sampler cannot reproduce.
@@ -38,6 +39,7 @@ from repcali.checkpoints import (
 )
 from repcali.errors import RepCaliError
 from repcali.results import read_results
+from tests import cli
 from tests.test_train import FAST, ROOT, run_dir_of
 
 pytestmark = pytest.mark.timeout(600)
@@ -51,6 +53,8 @@ SURVIVE = [
     "calib=on",
 ]
 ENV = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+# the tests that compare with the uninterrupted reference run share one pytest-xdist worker: one reference
+SAME_REFERENCE = pytest.mark.xdist_group("checkpoints-reference")
 
 
 def command(runs_dir: Path, *overrides: str) -> list[str]:
@@ -58,9 +62,8 @@ def command(runs_dir: Path, *overrides: str) -> list[str]:
 
 
 def train(runs_dir: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        command(runs_dir, *overrides), cwd=ROOT, capture_output=True, text=True, timeout=600, env=env or ENV
-    )
+    """``python train.py`` on SURVIVE, in this process."""
+    return cli.here("train.py", *SURVIVE, f"runs_dir={runs_dir}", *overrides, env=env or ENV)
 
 
 def interrupt(
@@ -118,13 +121,16 @@ def reference(tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
+@SAME_REFERENCE
 def test_the_same_command_twice_gives_identical_results(tmp_path, reference):
-    process = train(tmp_path)
+    """The reference ran in the test process; this run, a process of its own, must match it bit for bit."""
+    process = subprocess.run(command(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
     assert process.returncode == 0, process.stderr[-3000:]
     assert outcome(run_dir_of(process)) == reference
 
 
 @pytest.mark.slow
+@SAME_REFERENCE
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_killed_run_resumes_from_its_newest_complete_checkpoint_to_the_uninterrupted_result(
     tmp_path, reference, signum
@@ -203,15 +209,10 @@ def test_completeness_is_checked_by_manifest_size_and_structure(tmp_path):
         write_manifest(torn)
 
 
-def _compose(*overrides: str):
-    """The config train.py composes from SURVIVE (its max_steps left out) and ``overrides``."""
-    from hydra import compose, initialize_config_dir
-
-    from repcali.config import register
-
-    register()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=[*(o for o in SURVIVE if not o.startswith("trainer.max_steps")), *overrides])
+@pytest.fixture(scope="module")
+def survive(compose_train):
+    """``survive(*overrides)``: train.py's config from SURVIVE (its max_steps left out) and ``overrides``."""
+    return lambda *overrides: compose_train(*(o for o in SURVIVE if not o.startswith("trainer.max_steps")), *overrides)
 
 
 def _build_trainer(cfg, run_dir: Path):
@@ -233,12 +234,12 @@ def _build_trainer(cfg, run_dir: Path):
     return build_trainer(cfg, model, tokenizer, data, run_dir, [])
 
 
-def test_a_run_resumed_after_a_kill_selects_the_same_checkpoint_as_an_uninterrupted_one(tmp_path):
+def test_a_run_resumed_after_a_kill_selects_the_same_checkpoint_as_an_uninterrupted_one(tmp_path, survive):
     """Validation every 2 of 8 steps. Killed before the last save, the run resumes from step 6: the best
     checkpoint recorded before the kill is still there (rotation never deletes it), and the resumed run
     ends with the same validation curve, the same selected step and the same loaded weights."""
     validation = ROOT / "tests" / "fixtures" / "xsum" / "validation.jsonl"
-    cfg = _compose(
+    cfg = survive(
         "trainer.max_steps=8",
         f"task.data_files.validation={validation}",
         "trainer.eval_strategy=steps",
@@ -270,9 +271,9 @@ def test_a_run_resumed_after_a_kill_selects_the_same_checkpoint_as_an_uninterrup
     ("method", "calib"),
     [("lora", "on"), ("adapter", "on"), ("lora", "off")],  # full: the end-to-end tests
 )
-def test_resume_restores_the_block_and_the_method_weights_exactly(tmp_path, method, calib):
+def test_resume_restores_the_block_and_the_method_weights_exactly(tmp_path, survive, method, calib):
     """PEFT checkpoints hold only the adapter; the block is saved beside it and restored on resume."""
-    cfg = _compose("trainer.max_steps=4", f"method={method}", f"calib={calib}")
+    cfg = survive("trainer.max_steps=4", f"method={method}", f"calib={calib}")
 
     whole = _build_trainer(cfg, tmp_path / "whole")
     expected = train_resuming(whole, tmp_path / "whole")
@@ -293,8 +294,8 @@ def test_resume_restores_the_block_and_the_method_weights_exactly(tmp_path, meth
         assert [k for k in state if not torch.equal(state[k], resumed_state[k])] == []
 
 
-def test_saves_on_the_clock_at_logging_steps_and_on_request(tmp_path):
-    clock = _compose("checkpoint.every_steps=null", "checkpoint.every_minutes=1e-9", "checkpoint.keep=3")
+def test_saves_on_the_clock_at_logging_steps_and_on_request(tmp_path, survive):
+    clock = survive("checkpoint.every_steps=null", "checkpoint.every_minutes=1e-9", "checkpoint.keep=3")
     trainer = _build_trainer(OmegaConf.merge(clock, {"trainer": {"max_steps": 6, "logging_steps": 2}}), tmp_path)
     train_resuming(trainer, tmp_path)
     assert [c.step for c in checkpoint_folders(tmp_path / CHECKPOINTS_DIR)] == [2, 4, 6]  # 6: end of training
@@ -304,7 +305,7 @@ def test_saves_on_the_clock_at_logging_steps_and_on_request(tmp_path):
             if state.global_step == 2:
                 checkpointer.save_at_next_step(stop=True)
 
-    requested = _compose("checkpoint.every_steps=null", "checkpoint.every_minutes=60", "trainer.max_steps=6")
+    requested = survive("checkpoint.every_steps=null", "checkpoint.every_minutes=60", "trainer.max_steps=6")
     trainer = _build_trainer(requested, tmp_path / "requested")
     checkpointer = next(c for c in trainer.callback_handler.callbacks if isinstance(c, Checkpointer))
     trainer.add_callback(Signal())
@@ -348,11 +349,12 @@ needs_userns = pytest.mark.skipif(
 )
 
 
-def run_dir_for(runs_dir: Path) -> Path:
-    """Where train.py will put the SURVIVE run (its directory is a function of the config)."""
+@pytest.fixture
+def run_dir_for(compose_train):
+    """``run_dir_for(runs_dir)``: where train.py puts the SURVIVE run (its directory is a function of the config)."""
     from repcali.identity import RunIdentity
 
-    return runs_dir / RunIdentity.of(_compose("trainer.max_steps=8")).path
+    return lambda runs_dir: runs_dir / RunIdentity.of(compose_train(*SURVIVE)).path
 
 
 def train_on_full_disk(full: Path, runs_dir: Path) -> subprocess.CompletedProcess:
@@ -376,7 +378,7 @@ def error_line(process: subprocess.CompletedProcess) -> str:
 
 @pytest.mark.slow
 @needs_userns
-def test_a_full_disk_while_checkpointing_fails_cleanly_and_keeps_the_previous_checkpoint(tmp_path):
+def test_a_full_disk_while_checkpointing_fails_cleanly_and_keeps_the_previous_checkpoint(tmp_path, run_dir_for):
     run_dir = run_dir_for(tmp_path)
     process = train_on_full_disk(run_dir / CHECKPOINTS_DIR / "checkpoint-4", tmp_path)
     assert process.returncode == 1
@@ -389,8 +391,11 @@ def test_a_full_disk_while_checkpointing_fails_cleanly_and_keeps_the_previous_ch
 
 
 @pytest.mark.slow
+@SAME_REFERENCE
 @needs_userns
-def test_a_full_disk_while_saving_the_model_fails_cleanly_and_the_rerun_does_not_train_again(tmp_path, reference):
+def test_a_full_disk_while_saving_the_model_fails_cleanly_and_the_rerun_does_not_train_again(
+    tmp_path, reference, run_dir_for
+):
     run_dir = run_dir_for(tmp_path)
     process = train_on_full_disk(run_dir / "model", tmp_path)
     assert process.returncode == 1

@@ -40,8 +40,8 @@ def local_values(folder: Path) -> list[str]:
 
 
 def launcher_config(*overrides: str) -> dict:
-    """``hydra.launcher`` as ``train.py --cfg all --resolve`` prints it (a real process)."""
-    process = cli.run("train.py", "--cfg", "all", "--resolve", *overrides, timeout=120)
+    """``hydra.launcher`` as ``train.py --cfg all --resolve`` prints it."""
+    process = cli.here("train.py", "--cfg", "all", "--resolve", *overrides)
     assert process.returncode == 0, process.stderr[-2000:]
     return OmegaConf.to_container(OmegaConf.create(process.stdout).hydra.launcher)
 
@@ -52,7 +52,7 @@ def test_the_launchers_are_the_four_documented():
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_each_launcher_config_composes_with_and_without_local_values(launcher, tmp_path):
-    plain = cli.run("train.py", "--cfg", "hydra", f"hydra/launcher={launcher}", timeout=120)
+    plain = cli.here("train.py", "--cfg", "hydra", f"hydra/launcher={launcher}")
     assert plain.returncode == 0 and f"_target_: {OURS}" in plain.stdout, plain.stderr[-2000:]
 
     default = launcher_config(f"hydra/launcher={launcher}")
@@ -72,7 +72,7 @@ def test_each_launcher_config_composes_with_and_without_local_values(launcher, t
 
 
 def test_slurm_without_a_partition_fails_at_submission_with_one_line(tmp_path):
-    process = cli.run("train.py", "-m", "+sweep=smoke", "hydra/launcher=slurm", f"runs_dir={tmp_path}", timeout=120)
+    process = cli.here("train.py", "-m", "+sweep=smoke", "hydra/launcher=slurm", f"runs_dir={tmp_path}")
     assert process.returncode == 1
     assert process.stderr.strip().splitlines() == [launchers.NO_PARTITION]
     assert not any(tmp_path.iterdir())  # nothing submitted, nothing written
@@ -158,8 +158,10 @@ def preempt_after_first_checkpoint(process: subprocess.Popen, runs: Path) -> set
 
 @pytest.fixture(scope="module")
 def basic(tmp_path_factory) -> Path:
+    """The sweep through Hydra's basic launcher, in this process: what the submitit one must give."""
     runs = tmp_path_factory.mktemp("basic") / "runs"
-    assert sweep(runs).wait(timeout=900) == 0, runs.with_suffix(".log").read_text()[-3000:]
+    process = cli.here("train.py", "-m", *SWEEP, f"runs_dir={runs}")
+    assert process.returncode == 0, process.stderr[-3000:]
     return runs
 
 
@@ -176,13 +178,18 @@ def submitted(tmp_path_factory) -> tuple[Path, set[str]]:
 def tables(runs: Path) -> dict[str, str]:
     """The tables built from ``runs``, with that folder's path (the CSV names each run's directory) as ``<runs>``."""
     out = runs.parent / "tables"
-    process = cli.run("-m", "repcali.tables", "--runs", str(runs), "--out", str(out), timeout=600)
+    process = cli.here("-m", "repcali.tables", "--runs", str(runs), "--out", str(out))
     assert process.returncode == 0, process.stderr[-3000:]
     built = sorted(path for path in out.glob("*") if path.suffix in (".csv", ".md", ".tex"))
     return {path.name: path.read_text().replace(str(runs), "<runs>") for path in built}
 
 
+# the tests of the two sweeps below share one pytest-xdist worker: each sweep runs once
+SAME_SWEEPS = pytest.mark.xdist_group("cluster-sweeps")
+
+
 @pytest.mark.slow
+@SAME_SWEEPS
 def test_submitit_local_sweep_completes_every_run_and_gives_the_basic_launchers_tables(basic, submitted):
     runs, _ = submitted
     assert completed_runs(runs).keys() == completed_runs(basic).keys()
@@ -192,6 +199,7 @@ def test_submitit_local_sweep_completes_every_run_and_gives_the_basic_launchers_
 
 
 @pytest.mark.slow
+@SAME_SWEEPS
 def test_a_job_preempted_mid_training_is_requeued_and_resumes_from_its_checkpoint(basic, submitted):
     runs, interrupted = submitted
     assert interrupted, "no job was still training when its first checkpoint appeared"

@@ -74,6 +74,6 @@ def test_report_counts_runs_shared_by_parts_once():
 
 
 def test_plan_command_prints_every_part_and_the_total():
-    process = cli.run("-m", "repcali.sweeps", "plan", "smoke", "--gpu", "a100", timeout=300)
+    process = cli.here("-m", "repcali.sweeps", "plan", "smoke", "--gpu", "a100")
     assert process.returncode == 0, process.stderr[-2000:]
     assert "Sweep smoke on NVIDIA A100" in process.stdout and "total (distinct runs)      4" in process.stdout

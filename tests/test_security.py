@@ -53,15 +53,9 @@ def test_redaction_by_key_name_override_and_environment_value(monkeypatch):
     }
 
 
-def test_no_shipped_config_looks_like_a_secret():
-    from hydra import compose, initialize_config_dir
-
-    from repcali.config import register
-
-    register()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        for overrides in ([], ["logger=wandb", "model=mbart_large_50", "task=webnlg", "method=lora", "calib=on"]):
-            assert find_secrets(OmegaConf.to_container(compose("train", overrides=overrides), resolve=True)) == []
+def test_no_shipped_config_looks_like_a_secret(compose_train):
+    for overrides in ([], ["logger=wandb", "model=mbart_large_50", "task=webnlg", "method=lora", "calib=on"]):
+        assert find_secrets(OmegaConf.to_container(compose_train(*overrides), resolve=True)) == []
 
 
 @pytest.mark.slow

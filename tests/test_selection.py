@@ -91,19 +91,16 @@ def test_rotation_keeps_the_newest_and_never_the_best_away(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_best_validated_checkpoint_is_the_model_scored_and_early_stopping_stops(tmp_path, monkeypatch):
+def test_the_best_validated_checkpoint_is_the_model_scored_and_early_stopping_stops(
+    tmp_path, monkeypatch, compose_train
+):
     """In process (checkpoints kept to compare with): the run stops `patience` evaluations after its
     best, records the curve and the selected step, and the model it scores and saves is that step's."""
-    from hydra import compose, initialize_config_dir
-
-    from repcali.config import register
     from repcali.experiment import run_experiment
 
     monkeypatch.setattr(checkpoints, "remove_checkpoints", lambda run_dir: None)  # keep them to compare with
-    register()
     overrides = [*SELECT, "trainer.max_steps=12", "task.selection.patience=2", "checkpoint.keep=1", "calib=on"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", [*overrides, f"runs_dir={tmp_path}"])
+    cfg = compose_train(*overrides, f"runs_dir={tmp_path}")
     run_dir = tmp_path / RunIdentity.of(cfg).path
     outcome = run_experiment(cfg, run_dir)
     assert outcome.error is None, outcome.error
@@ -131,8 +128,9 @@ def test_the_best_validated_checkpoint_is_the_model_scored_and_early_stopping_st
 
 
 def search(runs_dir: Path, tuned: Path, *overrides: str):
-    """Three trials on the tiny default (tiny T5, ACLSum), 4 steps each, 8 validation abstracts."""
-    return cli.run(
+    """Three trials on the tiny default (tiny T5, ACLSum), 4 steps each, 8 validation abstracts (Hydra's Optuna
+    sweeper and basic launcher, in this process)."""
+    return cli.here(
         "train.py",
         "-m",
         "+sweep=lambda_search",
@@ -142,7 +140,6 @@ def search(runs_dir: Path, tuned: Path, *overrides: str):
         f"runs_dir={runs_dir}",
         f"tuned_file={tuned}",
         *overrides,
-        timeout=900,
     )
 
 
@@ -170,7 +167,7 @@ def test_the_lambda_search_maximises_the_validation_metric_and_writes_its_best_l
     # calib=tuned runs that λ; the same file, written again from the search's folder, is unchanged
     cfg = compose_train("calib=tuned", f"tuned_file={tuned}")
     assert cfg.calib.lam == entry["lam"] and cfg.calib.name == "on"
-    listing = cli.run("-m", "repcali.sweeps", "tune", str(search_dir), timeout=120)
+    listing = cli.here("-m", "repcali.sweeps", "tune", str(search_dir))
     assert listing.returncode == 0, listing.stderr
     rewritten = yaml.safe_load(tuned.read_text())["tiny_t5"]["aclsum"]
     assert {k: v for k, v in rewritten.items() if k != "written_at"} == {

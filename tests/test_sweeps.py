@@ -121,8 +121,10 @@ def test_status_reads_each_run_where_train_py_records_it_and_names_unreadable_re
 SWEEP = ["+sweep=smoke", "seed=1", *FAST, "trainer.max_steps=2", "experiment_name=main_table"]
 
 
-def sweep(runs_dir: Path) -> subprocess.CompletedProcess:
-    return cli.run("train.py", "-m", *SWEEP, f"runs_dir={runs_dir}", timeout=900)
+def sweep(runs_dir: Path, here: bool = False) -> subprocess.CompletedProcess:
+    """``python train.py -m`` on SWEEP: in a process of its own, the user's command (``here``: in this one)."""
+    command = ("train.py", "-m", *SWEEP, f"runs_dir={runs_dir}")
+    return cli.here(*command) if here else cli.run(*command, timeout=900)
 
 
 @pytest.mark.slow
@@ -134,7 +136,7 @@ def test_a_sweep_runs_reruns_nothing_and_feeds_status_tables_and_tsne(tmp_path):
     assert len(results) == 2 and all(read_results(path.parent).status == "completed" for path in results)
     stamps = [path.stat().st_mtime_ns for path in results]
 
-    second = sweep(runs)
+    second = sweep(runs, here=True)
     assert second.returncode == 0 and second.stdout.count("Already completed; skipped") == 2
     assert [path.stat().st_mtime_ns for path in results] == stamps
 
@@ -148,11 +150,11 @@ def test_a_sweep_runs_reruns_nothing_and_feeds_status_tables_and_tsne(tmp_path):
     with hydra_compose():  # seed 2, calib=off fails: recorded where train.py would record it
         cfg = Composer()(list(wider[2].job))
     RunRecord(wider[2].run_dir, cfg).fail(RuntimeError("CUDA out of memory"))
-    listing = cli.run("-m", "repcali.sweeps", "status", "smoke", "seed=1,2", *overrides, timeout=120).stdout
+    listing = cli.here("-m", "repcali.sweeps", "status", "smoke", "seed=1,2", *overrides).stdout
     assert "failed   seed=2 calib=off" in listing and "(CUDA out of memory)" in listing
     assert listing.strip().endswith("4 runs: 2 done, 1 failed, 0 running, 1 missing")
 
-    tables = cli.run("-m", "repcali.tables", "--runs", str(runs), "--out", str(tmp_path / "tables"), timeout=300)
+    tables = cli.here("-m", "repcali.tables", "--runs", str(runs), "--out", str(tmp_path / "tables"))
     assert tables.returncode == 0, tables.stderr[-3000:]
     assert {path.name for path in (tmp_path / "tables").iterdir()} == {
         f"main_table.{suffix}" for suffix in ("md", "tex", "csv", "png")
@@ -162,6 +164,6 @@ def test_a_sweep_runs_reruns_nothing_and_feeds_status_tables_and_tsne(tmp_path):
 
     calibrated = next(path.parent for path in results if "calib-on" in str(path))
     png = tmp_path / "tsne.png"
-    tsne = cli.run("-m", "repcali.analysis.tsne", str(calibrated), "--out", str(png), timeout=300)
+    tsne = cli.here("-m", "repcali.analysis.tsne", str(calibrated), "--out", str(png))
     assert tsne.returncode == 0, tsne.stderr[-3000:]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,5 +1,5 @@
 """Every task on its fixture (the hub dataset's schema): loader, preprocessing, multi-reference grouping,
-and the metrics against known values; one non-default task end to end through ``train.py``."""
+and the metrics against known values; one non-default task end to end through ``train.py`` (in this process)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ import types
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from sacrebleu.metrics import BLEU
 from transformers import AutoTokenizer
 
 from repcali import RepCaliError
-from repcali.config import register
 from repcali.data import build_task_data
 from repcali.formatters import anlg, classification, csds, get_formatter, join_cjk, multiwoz, webnlg
 from repcali.metrics import coco_unavailable, compute, mwzeval_input
@@ -52,10 +50,8 @@ def tokenizer():
 
 
 @pytest.mark.parametrize("task", list(EXPECTED))
-def test_task_loads_its_fixture_and_preprocesses(tokenizer, task):
-    register()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", [f"task={task}", *data_overrides(task)])
+def test_task_loads_its_fixture_and_preprocesses(compose_train, tokenizer, task):
+    cfg = compose_train(f"task={task}", *data_overrides(task))
     data = build_task_data(cfg.task, tokenizer, use_prefix=True, max_positions=512)
     n_train, n_eval, most_references = EXPECTED[task]
     assert (len(data.train), len(data.eval), len(data.eval_ids)) == (n_train, n_eval, n_eval)
@@ -207,7 +203,7 @@ def test_multiwoz_with_the_standard_evaluator_combines_its_scores(monkeypatch):
 @pytest.mark.slow
 def test_a_chinese_task_runs_end_to_end_through_train_py(tiny_family, tmp_path):
     """train.py on LCSTS from local files with the Chinese BART family's tiny variant: the user's command."""
-    process = cli.run(
+    process = cli.here(
         "train.py",
         "model=bart_base_chinese",
         f"model.name_or_path={tiny_family('bart_chinese')}",

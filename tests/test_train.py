@@ -1,4 +1,5 @@
-"""``train.py`` end to end as users run it (a subprocess), on tiny models and fixture data."""
+"""``train.py`` end to end as users run it, on tiny models and fixture data: through its own entry point in
+this process (:func:`tests.cli.here`), and once in a process of its own (and under torchrun)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ FAST = [
 
 
 def train(*overrides: str, runs_dir: Path) -> subprocess.CompletedProcess:
-    return cli.run("train.py", *FAST, f"runs_dir={runs_dir}", *overrides)
+    return cli.here("train.py", *FAST, f"runs_dir={runs_dir}", *overrides)
 
 
 def run_dir_of(process: subprocess.CompletedProcess) -> Path:
@@ -47,7 +48,7 @@ def run_dir_of(process: subprocess.CompletedProcess) -> Path:
 
 @pytest.mark.slow
 def test_run_writes_results_then_skips_then_reruns(tmp_path):
-    first = train("calib=on", runs_dir=tmp_path)
+    first = cli.run("train.py", *FAST, f"runs_dir={tmp_path}", "calib=on")  # the user's command, a process of its own
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = run_dir_of(first)
     assert run_dir.parent.parent.parent.name == "tiny_t5" and run_dir.parent.name == "calib-on"
@@ -89,7 +90,7 @@ def test_calib_off_and_on_differ_only_in_the_block(tmp_path):
 
 
 def test_default_config_composes_and_prints(tmp_path):
-    process = cli.run("train.py", "--cfg", "job", "model=bart_base", "task=xsum", "calib=on", timeout=60)
+    process = cli.here("train.py", "--cfg", "job", "model=bart_base", "task=xsum", "calib=on")
     assert process.returncode == 0, process.stderr
     assert "name_or_path: facebook/bart-base" in process.stdout and "enabled: true" in process.stdout
 

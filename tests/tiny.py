@@ -10,9 +10,9 @@ old ``vocab_file=`` constructor arguments). ``build_tiny`` saves model and token
 from __future__ import annotations
 
 import json
+import runpy
 from pathlib import Path
 
-import sentencepiece as spm
 import torch
 from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer
 from transformers import (
@@ -37,15 +37,12 @@ from transformers import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-ACLSUM_TRAIN = PROJECT_ROOT / "assets" / "aclsum" / "train.jsonl"
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures"
+# the embedded tiny T5's builder: its corpus (ACLSum text) and its SentencePiece training, shared
+_BUILD = runpy.run_path(str(PROJECT_ROOT / "assets" / "tiny-t5" / "build.py"))
+corpus, train_sentencepiece = _BUILD["corpus"], _BUILD["train_sentencepiece"]
 SMALL = {"d_model": 32, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4}
 SMALL |= {"decoder_attention_heads": 4, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64}
-
-
-def _texts() -> list[str]:
-    rows = [json.loads(line) for line in ACLSUM_TRAIN.open()]
-    return [row["document"] for row in rows[::3]] + [row["summary"] for row in rows]
 
 
 def _chinese_texts() -> list[str]:
@@ -61,30 +58,15 @@ def _chinese_texts() -> list[str]:
 def _bpe(directory: Path) -> BartTokenizer:
     """Byte-level BPE in BART's layout (vocab.json + merges.txt): BART, LED, MVP."""
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_texts(), vocab_size=1000, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.train_from_iterator(corpus(), vocab_size=1000, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     directory.mkdir(parents=True, exist_ok=True)
     bpe.save_model(str(directory))
     return BartTokenizer.from_pretrained(directory)
 
 
-def _sentencepiece(directory: Path, filename: str, **layout) -> None:
-    """A 1,000-piece unigram SentencePiece model written as ``directory/filename``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_texts()),
-        model_prefix=str(directory / "spm"),
-        vocab_size=1000,
-        character_coverage=1.0,
-        minloglevel=2,
-        **layout,
-    )
-    (directory / "spm.model").rename(directory / filename)
-    (directory / "spm.vocab").unlink()
-
-
 def _wordpiece_vocab(directory: Path, filename: str = "vocab.txt") -> Path:
     wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(_texts(), vocab_size=1000)
+    wordpiece.train_from_iterator(corpus(), vocab_size=1000)
     directory.mkdir(parents=True, exist_ok=True)
     wordpiece.save_model(str(directory))
     path = directory / filename
@@ -153,7 +135,7 @@ def _mt5(directory: Path):
 
 def _pegasus_tokenizer(directory: Path) -> PegasusTokenizer:
     # PEGASUS layout: pad 0, eos 1, unk 2, no bos (v5 rejects an spm with another layout)
-    _sentencepiece(directory, "spiece.model", pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+    train_sentencepiece(directory, "spiece.model", 1000, pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
     return PegasusTokenizer.from_pretrained(directory)
 
 
@@ -198,7 +180,7 @@ def _prophetnet(directory: Path):
 
 def _mbart(directory: Path):
     """mBART-50: SentencePiece plus the fairseq offset and the 52 language codes (en_XX, zh_CN, ...)."""
-    _sentencepiece(directory, "sentencepiece.bpe.model", pad_id=1, eos_id=2, unk_id=3, bos_id=0)
+    train_sentencepiece(directory, "sentencepiece.bpe.model", 1000, pad_id=1, eos_id=2, unk_id=3, bos_id=0)
     tokenizer = MBart50Tokenizer.from_pretrained(directory, src_lang="en_XX", tgt_lang="en_XX")
     special = {"pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "decoder_start_token_id": 2}
     config = MBartConfig(

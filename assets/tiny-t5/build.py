@@ -9,7 +9,6 @@ read the source from scratch within a few hundred steps; a BART of the same size
 """
 
 import json
-import tempfile
 from pathlib import Path
 
 import sentencepiece as spm
@@ -18,25 +17,30 @@ from transformers import T5Config, T5Tokenizer
 HERE = Path(__file__).parent
 
 
-def main() -> None:
+def corpus() -> list[str]:
+    """ACLSum's training split: every third document and every summary (the tests' tiny tokenizers too)."""
     rows = [json.loads(line) for line in (HERE.parent / "aclsum" / "train.jsonl").read_text().splitlines()]
-    texts = [row["document"] for row in rows[::3]] + [row["summary"] for row in rows]
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus.txt"
-        corpus.write_text("\n".join(texts))
-        spm.SentencePieceTrainer.train(
-            input=str(corpus),
-            model_prefix=str(Path(tmp) / "spiece"),
-            vocab_size=2000,
-            model_type="unigram",
-            pad_id=0,
-            eos_id=1,
-            unk_id=2,
-            bos_id=-1,
-            character_coverage=1.0,
-            minloglevel=2,
-        )
-        (Path(tmp) / "spiece.model").replace(HERE / "spiece.model")
+    return [row["document"] for row in rows[::3]] + [row["summary"] for row in rows]
+
+
+def train_sentencepiece(directory: Path, filename: str, vocab_size: int, texts: list[str] | None = None, **layout):
+    """A unigram SentencePiece model learned from ``texts`` (default: :func:`corpus`), written as
+    ``directory/filename``; ``layout``: SentencePiece's trainer options (special token ids...)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts or corpus()),
+        model_prefix=str(directory / "spm"),
+        vocab_size=vocab_size,
+        character_coverage=1.0,
+        minloglevel=2,
+        **layout,
+    )
+    (directory / "spm.model").replace(directory / filename)
+    (directory / "spm.vocab").unlink()
+
+
+def main() -> None:
+    train_sentencepiece(HERE, "spiece.model", 2000, model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
     tokenizer = T5Tokenizer.from_pretrained(HERE)
     tokenizer.save_pretrained(HERE)
     config = T5Config(
