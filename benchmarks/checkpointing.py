@@ -136,6 +136,7 @@ def measure_setting(setting: Setting, device: str) -> dict[str, Any]:
             f"trainer.max_steps={setting.steps}",
             f"trainer.per_device_train_batch_size={setting.batch}",
             "+trainer.disable_tqdm=true",
+            "trainer.eval_strategy=no",  # no validation: the synthetic data has none, and it is not what is timed
             *(["+trainer.use_cpu=true"] if device == "cpu" else []),
         ]
     )
