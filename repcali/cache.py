@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from repcali.runs import write_json_atomic
 
@@ -51,15 +53,46 @@ def content_digest(paths: Iterable[Path]) -> str:
 
 
 def cached(name: str, key: str, compute: Callable[[], Any]) -> Any:
-    """``compute()``'s value, from ``<cache dir>/<name>.json`` when it holds one for ``key``."""
+    """``compute()``'s value, from ``<cache dir>/<name>.json`` when it holds one for ``key``.
+
+    Processes that miss the same file at once compute it once: the others wait on its lock, then read it.
+    """
     path = cache_dir() / f"{name}.json"
+    if (value := _stored(path, key)) is not _MISSING:
+        return value
+    with _locked(path.with_name(f"{name}.lock")):
+        if (value := _stored(path, key)) is not _MISSING:  # computed by another process meanwhile
+            return value
+        value = compute()
+        with suppress(OSError):  # a read-only home: no cache, same result
+            write_json_atomic(path, {"key": key, "value": value})
+    return value
+
+
+_MISSING = object()
+
+
+def _stored(path: Path, key: str) -> Any:
     try:
         stored = json.loads(path.read_text())
         if stored["key"] == key:
             return stored["value"]
     except (OSError, ValueError, KeyError, TypeError):  # absent, truncated, or not ours: compute it again
         pass
-    value = compute()
-    with suppress(OSError):  # a read-only home: no cache, same result
-        write_json_atomic(path, {"key": key, "value": value})
-    return value
+    return _MISSING
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """Hold ``lock_path`` (flock) while inside; where it cannot be created (a read-only home), go on without."""
+    lock = FileLock(lock_path)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()

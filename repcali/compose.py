@@ -73,7 +73,7 @@ class Composer:
         self._composed: dict[tuple[str, ...], DictConfig] = {}
         self._combined: dict[tuple[tuple[str, ...], tuple[str, ...]], DictConfig] = {}
         self._local: dict[tuple[str, str], bool] = {}
-        self._working: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[tuple[str, ...], DictConfig]] = {}
+        self._working: dict[tuple[tuple[str, ...], ...], tuple[dict[str, str], DictConfig]] = {}
 
     def __call__(self, overrides: list[str]) -> DictConfig:
         others, groups, plain = self._split(overrides)
@@ -84,18 +84,22 @@ class Composer:
     def resolved(self, overrides: list[str]) -> dict[str, Any]:
         """``OmegaConf.to_container(self(overrides), resolve=True)``, without a copy where none is needed.
 
-        The jobs of a grid that share their config groups set the same plain keys, so each can set
-        its values on one working config in turn: nothing of the previous job remains.
+        The jobs of a grid share their override keys: each job sets its group options and values on one
+        working config in turn (a group node replaced only when its option changes, then every value set
+        again), so nothing of the previous job remains and no job copies the whole config.
         """
         others, groups, plain = self._split(overrides)
-        keys = tuple(override.key_or_group for override in plain)
         if any(isinstance(override.value(), dict | list) for override in plain):
             return OmegaConf.to_container(self(overrides), resolve=True)
-        if (others, groups) not in self._working:
-            self._working[others, groups] = (keys, copy.deepcopy(self._combination(others, groups)))
-        working_keys, cfg = self._working[others, groups]
-        if keys != working_keys:
-            return OmegaConf.to_container(self(overrides), resolve=True)
+        shape = (others, tuple(line.partition("=")[0] for line in groups), tuple(o.key_or_group for o in plain))
+        if shape not in self._working:
+            self._working[shape] = ({}, copy.deepcopy(self._compose(others)))
+        options, cfg = self._working[shape]
+        for line in groups:
+            group = line.partition("=")[0]
+            if options.get(group) != line:
+                cfg[group] = self._compose((*others, line))[group]  # a copy, set in place
+                options[group] = line
         _apply(cfg, plain)
         return OmegaConf.to_container(cfg, resolve=True)
 

@@ -70,10 +70,10 @@ def test_every_task_and_calib_composes_with(compose_train, task_and_calib_nodes,
     tasks, calibs = task_and_calib_nodes
     base = compose_train(f"model={model}")
     assert base.model.family in BUILDERS or base.model.unsupported, "every backbone has a tiny variant for tests"
+    cfg = base
     for task in TASKS:
         for calib in ("off", "on"):
-            cfg = base.copy()
-            cfg.task, cfg.calib = tasks[task], calibs[calib]
+            cfg.task, cfg.calib = tasks[task], calibs[calib]  # in place: each combination replaces both nodes
             OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
             assert (cfg.model.name, cfg.task.name, cfg.calib.enabled) == (model, task, calib == "on")
             assert RunIdentity.of(cfg).path.startswith(f"default/{task}/{model}/full/calib-{calib}/seed42-")

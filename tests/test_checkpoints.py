@@ -1,23 +1,25 @@
-"""Runs that survive: checkpoints, resume after a real kill or stop signal, identical results, a full
-disk, determinism.
+"""Runs that survive: checkpoints, resume after a real kill or stop signal to identical results, a full
+disk.
 
-The faults are real: ``train.py`` in a subprocess killed or stopped by a signal, a checkpoint file
-truncated on disk, a filesystem that is full (a 1 MiB tmpfs mounted in a user namespace where the run
-writes). What is not a fault (the uninterrupted reference, a resume, a rerun) runs ``train.py`` in this
-process (:func:`tests.cli.here`); one repeat runs in a process of its own, to compare across processes.
-Each run is a few seconds of tiny T5 on the XSum fixture: 8 steps of 6 examples (16 examples: 3 steps
-per epoch, the last one short), a checkpoint every 2 steps, so a resume from step 4 lands in the
-middle of the second epoch: the case the stock length-grouped sampler cannot reproduce.
+The faults are real: ``train.py`` in a process of its own killed or stopped by a signal, a checkpoint
+file truncated on disk, a filesystem that is full (a 1 MiB tmpfs mounted in a user namespace where the
+run writes). Those processes are forked from the test process (:func:`tests.cli.start`: real processes
+that skip ~12 s of imports each). What is not a fault (the uninterrupted reference, a resume, a rerun)
+runs ``train.py`` in this process (:func:`tests.cli.here`); test_train.py compares a fresh interpreter's
+run with this process's. Each run is a few seconds of tiny T5 on the XSum fixture: 8 steps of 6
+examples (16 examples: 3 steps per epoch, the last one short), a checkpoint every 2 steps, so a resume
+from step 4 lands in the middle of the second epoch: the case the stock length-grouped sampler cannot
+reproduce.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -40,7 +42,7 @@ from repcali.checkpoints import (
 from repcali.errors import RepCaliError
 from repcali.results import read_results
 from tests import cli
-from tests.test_train import FAST, ROOT, run_dir_of
+from tests.test_train import FAST, ROOT, outcome, run_dir_of
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -55,10 +57,7 @@ SURVIVE = [
 ENV = {**os.environ, "HYDRA_FULL_ERROR": "0"}
 # the tests that compare with the uninterrupted reference run share one pytest-xdist worker: one reference
 SAME_REFERENCE = pytest.mark.xdist_group("checkpoints-reference")
-
-
-def command(runs_dir: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "train.py", *SURVIVE, f"runs_dir={runs_dir}", *overrides]
+CLONE_NEWUSER, CLONE_NEWNS, MS_REC, MS_PRIVATE = 0x10000000, 0x00020000, 0x4000, 0x40000  # <sched.h>, <sys/mount.h>
 
 
 def train(runs_dir: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -69,23 +68,14 @@ def train(runs_dir: Path, *overrides: str, env: dict | None = None) -> subproces
 def interrupt(
     runs_dir: Path, signum: int, at_step: int, *overrides: str, env: dict | None = None, launcher=("train.py",)
 ) -> Path:
-    """Start a run (``python <launcher> <overrides>``), send ``signum`` once checkpoint ``at_step`` is
-    complete, return its run directory. The process must end as that signal says: killed by SIGKILL,
-    exit 128 + n after any other."""
-    process = subprocess.Popen(
-        [sys.executable, *launcher, *SURVIVE, f"runs_dir={runs_dir}", *overrides],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env or ENV,
-    )
+    """Start a run (``python <launcher> <overrides>``, a process of its own), send ``signum`` once checkpoint
+    ``at_step`` is complete, return its run directory. The process must end as that signal says: killed by
+    SIGKILL, exit 128 + n after any other."""
+    process = cli.start(*launcher, *SURVIVE, f"runs_dir={runs_dir}", *overrides, env=env or ENV)
     deadline = time.monotonic() + 300
     try:
         while not (manifests := list(runs_dir.rglob(f"checkpoint-{at_step}/{MANIFEST_NAME}"))):
-            assert process.poll() is None, (
-                f"the run ended before checkpoint-{at_step}: {process.stderr.read()[-3000:]}"
-            )
+            assert process.poll() is None, f"the run ended before checkpoint-{at_step}: {process.stderr[-3000:]}"
             assert time.monotonic() < deadline, "no checkpoint in time"
             time.sleep(0.02)
         process.send_signal(signum)
@@ -95,17 +85,11 @@ def interrupt(
             process.kill()
             process.wait()
     expected = -signal.SIGKILL if signum == signal.SIGKILL else 128 + signum
-    assert process.returncode == expected, process.stderr.read()[-3000:]
+    assert process.returncode == expected, process.stderr[-3000:]
     run_dir = manifests[0].parents[2]
     results = read_results(run_dir)
     assert results.status != "completed", "the run completed before the signal arrived"
     return run_dir
-
-
-def outcome(run_dir: Path) -> dict:
-    """What must not depend on interruptions: metrics, predictions, and the saved weights, byte for byte."""
-    files = ("predictions.jsonl", "model/model.safetensors", "model/repcali.safetensors")
-    return {"metrics": read_results(run_dir).metrics, **{f: (run_dir / f).read_bytes() for f in files}}
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +102,6 @@ def reference(tmp_path_factory) -> dict:
     assert results.status == "completed" and results.resumed_from_step is None
     assert not (run_dir / CHECKPOINTS_DIR).exists()  # a completed run keeps no checkpoints
     return outcome(run_dir)
-
-
-@pytest.mark.slow
-@SAME_REFERENCE
-def test_the_same_command_twice_gives_identical_results(tmp_path, reference):
-    """The reference ran in the test process; this run, a process of its own, must match it bit for bit."""
-    process = subprocess.run(command(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
-    assert process.returncode == 0, process.stderr[-3000:]
-    assert outcome(run_dir_of(process)) == reference
 
 
 @pytest.mark.slow
@@ -357,20 +332,35 @@ def run_dir_for(compose_train):
     return lambda runs_dir: runs_dir / RunIdentity.of(compose_train(*SURVIVE)).path
 
 
-def train_on_full_disk(full: Path, runs_dir: Path) -> subprocess.CompletedProcess:
-    """train.py with a 1 MiB filesystem mounted at ``full`` (a real ENOSPC from the kernel there)."""
-    mount_then_train = 'mkdir -p "$1" && mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@"'
-    return subprocess.run(
-        ["unshare", "-rm", "sh", "-c", mount_then_train, "sh", str(full), *command(runs_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=ENV,
-    )
+def mount_full_disk(path: Path) -> None:
+    """What ``unshare -rm`` then ``mount -t tmpfs -o size=1m tmpfs <path>`` do, in this (forked, so
+    single-threaded) process: a user and a mount namespace of its own, where it is root, and a 1 MiB
+    tmpfs at ``path`` that only it sees."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid, gid = os.getuid(), os.getgid()
+
+    def check(result: int, what: str) -> None:
+        if result != 0:
+            raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
+
+    check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare")
+    Path("/proc/self/setgroups").write_text("deny")
+    Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
+    Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
+    check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    path.mkdir(parents=True, exist_ok=True)
+    check(libc.mount(b"tmpfs", bytes(path), b"tmpfs", 0, b"size=1m"), f"mount tmpfs {path}")
 
 
-def error_line(process: subprocess.CompletedProcess) -> str:
+def train_on_full_disk(full: Path, runs_dir: Path) -> cli.Started:
+    """train.py, a process of its own, with a 1 MiB filesystem mounted at ``full`` (a real ENOSPC from the
+    kernel there); returned once it has ended."""
+    process = cli.start("train.py", *SURVIVE, f"runs_dir={runs_dir}", env=ENV, before=lambda: mount_full_disk(full))
+    process.wait(timeout=600)
+    return process
+
+
+def error_line(process: cli.Started) -> str:
     lines = [line for line in process.stderr.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and "Traceback" not in process.stderr, process.stderr[-3000:]
     return lines[0]

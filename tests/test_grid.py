@@ -1,9 +1,13 @@
-"""Grid points: composed once, cached on disk by the content of conf/, equal to a fresh composition."""
+"""Grid points: composed once, cached on disk by the content of conf/, equal to a fresh composition; the cache
+computes an entry once when processes miss it at once."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -68,3 +72,28 @@ def test_content_digest_reads_the_environment_variables_the_configs_read(tmp_pat
     before = cache.content_digest([tmp_path])
     monkeypatch.setenv("REPCALI_TEST_USER", "b")
     assert cache.content_digest([tmp_path]) != before
+
+
+COMPUTE_ONCE = """
+import sys, time
+from pathlib import Path
+from repcali import cache
+log = Path(sys.argv[1])
+def compute():
+    with log.open("a") as f:
+        f.write("computed\\n")
+    time.sleep(1.0)  # long enough for the other process to miss the file too
+    return [1, 2, 3]
+print(cache.cached("shared", "key", compute))
+"""
+
+
+def test_processes_that_miss_the_same_entry_at_once_compute_it_once(tmp_path):
+    """Two real processes: one computes while the other waits on the entry's lock, then reads what it wrote."""
+    env = {**os.environ, "REPCALI_CACHE_DIR": str(tmp_path / "cache")}
+    log = tmp_path / "computed.log"
+    command = [sys.executable, "-c", COMPUTE_ONCE, str(log)]
+    processes = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=60)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0]
+    assert outputs == ["[1, 2, 3]\n"] * 2 and log.read_text() == "computed\n"

@@ -18,9 +18,10 @@ from repcali.compose import Composer, hydra_compose
 from repcali.ownership import LOCK_NAME, RunBusy, RunLock, lock_held, shown_status
 from repcali.results import RESULTS_NAME, Owner, read_results
 from repcali.runs import RunRecord
+from tests import cli
 from tests.holder import end, hold
 from tests.test_runs import config
-from tests.test_train import FAST, ROOT
+from tests.test_train import FAST
 
 HOST = socket.gethostname()
 
@@ -74,11 +75,8 @@ def test_where_the_lock_cannot_tell_the_process_on_this_host_does(tmp_path):
 SWEEP = ["+sweep=smoke", "seed=1", *FAST, "trainer.max_steps=2", "experiment_name=ownership"]
 
 
-def train_py(*args: str, log: Path | None = None) -> subprocess.Popen:
-    out = open(log, "w") if log else subprocess.PIPE  # noqa: SIM115 (the child writes it until it ends)
-    return subprocess.Popen(
-        [sys.executable, "train.py", *args], cwd=ROOT, stdout=out, stderr=subprocess.PIPE, text=True
-    )
+def train_py(*args: str) -> cli.Started:
+    return cli.start("train.py", *args)
 
 
 @pytest.mark.slow
@@ -102,8 +100,8 @@ def test_a_run_owned_by_another_process_is_refused_or_skipped_untouched_then_wai
     try:
         before = (owned.run_dir / RESULTS_NAME).read_bytes()
         single, sweep = train_py(*owned.job), train_py("-m", *SWEEP, f"runs_dir={runs}")
-        single_out, single_err = single.communicate(timeout=600)
-        sweep_out, sweep_err = sweep.communicate(timeout=600)
+        single.wait(timeout=600), sweep.wait(timeout=600)
+        single_err, sweep_out, sweep_err = single.stderr, sweep.stdout, sweep.stderr
 
         named = f"Run {owned.run_dir} is being run by pid {owner.pid} on {HOST} since "
         assert single.returncode == 1, single_err[-3000:]
@@ -117,16 +115,15 @@ def test_a_run_owned_by_another_process_is_refused_or_skipped_untouched_then_wai
         found = sweeps.status("smoke", overrides)
         assert [run.status for run in found] == ["running", "done"] and f"pid {owner.pid}" in found[0].error
 
-        log = tmp_path / "waiting.log"
-        waiting = train_py("-m", *SWEEP, f"runs_dir={runs}", "run.lock_wait_s=300", log=log)
+        waiting = train_py("-m", *SWEEP, f"runs_dir={runs}", "run.lock_wait_s=300")
         deadline = time.monotonic() + 300
-        while "waiting up to 300 s" not in log.read_text():
-            assert waiting.poll() is None and time.monotonic() < deadline, waiting.stderr.read()[-3000:]
+        while "waiting up to 300 s" not in waiting.stdout:
+            assert waiting.poll() is None and time.monotonic() < deadline, waiting.stderr[-3000:]
             time.sleep(0.1)
         assert (owned.run_dir / RESULTS_NAME).read_bytes() == before
     finally:
         end(owner)
-    assert waiting.wait(timeout=600) == 0, waiting.stderr.read()[-3000:]
+    assert waiting.wait(timeout=600) == 0, waiting.stderr[-3000:]
     results = read_results(owned.run_dir)
     assert results.status == "completed" and results.owner.pid == waiting.pid
     assert list(owned.run_dir.glob("results.running.*.json"))  # the dead owner's record, kept aside
