@@ -152,7 +152,7 @@ def preempt_one_job(process: cli.Started, runs: Path) -> set[str]:
                 if not interrupted and list(log.parent.glob("checkpoints/checkpoint-*/repcali_manifest.json")):
                     os.kill(task.pid, signal.SIGUSR2)
                     interrupted.add(run)
-        time.sleep(0.05)
+        time.sleep(0.2)
     return interrupted
 
 
