@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: help install demo sweep sweep-status plan tables test test-fast lint format params bench bench-full clean
+.PHONY: help install demo sweep sweep-status plan tables test test-all test-fast lint format params bench bench-full clean
 SWEEP ?= smoke
 # LAUNCHER: a conf/hydra/launcher/ option (slurm, slurm_multigpu, local, local_gpus); empty: Hydra's basic
 # launcher (the runs one after another in this process). ARGS: more overrides, as for train.py -m
@@ -46,11 +46,16 @@ plan: install ## Runs, tokens, FLOPs, GPU-hours of a sweep, runs nothing: make p
 tables: install ## Paper tables (md, tex, csv, png) from every results.json under RUNS=runs into TABLES=tables
 	$(PY) -m repcali.tables --runs $(RUNS) --out $(TABLES)
 
-test: install ## All tests, end-to-end runs included (offline, CPU, a few minutes; one worker per core)
-	$(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest -n auto --maxprocesses 8 --dist loadgroup
+PYTEST := $(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest -n auto --maxprocesses 8 --dist loadgroup
 
-test-fast: install ## Tests without the slow end-to-end runs
-	$(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest -n auto --maxprocesses 8 --dist loadgroup -m "not slow"
+test: install ## Every test but the launchers' (offline, CPU; < 5 min on 2 cores; one worker per core)
+	$(PYTEST) -m "not launchers"
+
+test-all: install ## The full suite, launchers' tests included (submitit, joblib, torchrun): what CI runs
+	$(PYTEST)
+
+test-fast: install ## Tests without the end-to-end runs (slow) and the launchers'
+	$(PYTEST) -m "not slow and not launchers"
 
 lint: install ## ruff: lint and format check
 	$(PY) -m ruff check .

@@ -66,8 +66,3 @@ def compose_train():
     with hydra_compose():
         yield lambda *overrides, **options: compose("train", list(overrides), **options)
 
-
-def pytest_collection_modifyitems(items):
-    """The end-to-end runs (marked slow) first: started early, they overlap the many short tests on the other
-    workers instead of leaving one worker to run them alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise

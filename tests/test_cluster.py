@@ -189,6 +189,7 @@ SAME_SWEEPS = pytest.mark.xdist_group("cluster-sweeps")
 
 
 @pytest.mark.slow
+@pytest.mark.launchers
 @SAME_SWEEPS
 def test_submitit_local_sweep_completes_every_run_and_gives_the_basic_launchers_tables(basic, submitted):
     runs, _ = submitted
@@ -199,6 +200,7 @@ def test_submitit_local_sweep_completes_every_run_and_gives_the_basic_launchers_
 
 
 @pytest.mark.slow
+@pytest.mark.launchers
 @SAME_SWEEPS
 def test_a_job_preempted_mid_training_is_requeued_and_resumes_from_its_checkpoint(basic, submitted):
     runs, interrupted = submitted
@@ -216,6 +218,7 @@ def test_a_job_preempted_mid_training_is_requeued_and_resumes_from_its_checkpoin
 
 
 @pytest.mark.slow
+@pytest.mark.launchers
 def test_one_machine_with_two_gpus_runs_a_sweep_one_gpu_per_worker(tmp_path):
     """hydra/launcher=local_gpus (joblib): two workers, each on its own GPU of CUDA_VISIBLE_DEVICES (no GPU
     is needed to see which one each run was given)."""

@@ -54,6 +54,7 @@ def test_sharded_trainers_are_refused_where_they_cannot_run(compose_train, optio
 
 
 @pytest.mark.slow
+@pytest.mark.launchers
 def test_fsdp2_on_cpu_calibrates_trains_generates_and_saves_the_block_whole(tmp_path):
     """accelerate turns FSDP on for GPU processes only (on CPU the Trainer would run DDP), so the engine
     itself, torch's fully_shard, runs here as accelerate applies it; the Trainer path is the GPU test below."""
@@ -76,6 +77,7 @@ def test_fsdp2_on_cpu_calibrates_trains_generates_and_saves_the_block_whole(tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.launchers
 @pytest.mark.skipif(
     GPUS == 0,
     reason="needs CUDA: accelerate turns FSDP on for GPU processes only (on CPU the Trainer runs DDP), and treats "

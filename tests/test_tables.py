@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -355,8 +354,9 @@ def test_bootstrap_p_values():
 
 
 @pytest.mark.slow
-def test_thousand_results_take_seconds(tmp_path):
-    """1,000 runs (500 RepCali/baseline pairs, 20-example predictions): the whole build, plots included.
+def test_a_thousand_results_build_every_table(tmp_path):
+    """1,000 runs (500 RepCali/baseline pairs, 20-example predictions): the whole build, plots included (its
+    speed is a benchmark's job: benchmarks/tables_build.py).
 
     One pair is written by the real writer; the others are copies with another model and seed
     (writing 1,000 records through RunRecord, git and fsync included, would take longer than the build).
@@ -378,13 +378,10 @@ def test_thousand_results_take_seconds(tmp_path):
             target.mkdir()
             (target / RESULTS_NAME).write_text(json.dumps(results))
             (target / PREDICTIONS_NAME).write_text((source / PREDICTIONS_NAME).read_text())
-    start = time.perf_counter()
     written = build(tmp_path, tmp_path / "tables")
-    seconds = time.perf_counter() - start
-    print(f"tables over 1,000 results: {seconds:.1f} s")
     table = (tmp_path / "tables" / "main_table.md").read_text()
     assert len(written) == 4 and "| template + RepCali | 1/3 | 20.50 (Δ +0.50, n < 3 seeds) |" in table
-    assert seconds < 30
+    assert all(f"| model{k} + RepCali | " in table for k in range(167))  # every copied pair has its row
 
 
 def test_a_running_record_whose_process_is_gone_counts_as_interrupted_and_a_live_owner_is_left_alone(tmp_path):

@@ -241,6 +241,7 @@ def test_wandb_without_api_key_falls_back_to_offline(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.launchers
 def test_torchrun_two_processes_on_cpu(tmp_path):
     """Distributed data parallel (gloo on CPU) through the same train.py: one record, all examples once."""
     two = ("--standalone", "--nproc_per_node=2")
