@@ -65,4 +65,3 @@ def compose_train():
     <overrides>`` (``return_hydra_config=True`` adds ``hydra.*``, e.g. a sweep's grid)."""
     with hydra_compose():
         yield lambda *overrides, **options: compose("train", list(overrides), **options)
-
