@@ -51,7 +51,7 @@ PYTEST := $(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest -n auto --maxprocesses 
 test: install ## Every test but the launchers' (offline, CPU; < 5 min on 2 cores; one worker per core)
 	$(PYTEST) -m "not launchers"
 
-test-all: install ## The full suite, launchers' tests included (submitit, joblib, torchrun): what CI runs
+test-all: install ## The full suite, launchers' tests included (submitit, joblib, torchrun, make sweep): what CI runs
 	$(PYTEST)
 
 test-fast: install ## Tests without the end-to-end runs (slow) and the launchers'

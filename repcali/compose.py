@@ -73,6 +73,7 @@ class Composer:
         self._composed: dict[tuple[str, ...], DictConfig] = {}
         self._combined: dict[tuple[tuple[str, ...], tuple[str, ...]], DictConfig] = {}
         self._local: dict[tuple[str, str], bool] = {}
+        self._parsed_lines: dict[str, Any] = {}
         self._working: dict[tuple[tuple[str, ...], ...], tuple[dict[str, str], DictConfig]] = {}
 
     def __call__(self, overrides: list[str]) -> DictConfig:
@@ -106,7 +107,7 @@ class Composer:
     def _split(self, overrides: list[str]) -> tuple[tuple[str, ...], tuple[str, ...], list]:
         """(overrides composed per combination, group options put in place, plain ``key=value`` overrides)."""
         others, groups, plain = [], [], []
-        for override in self.parser.parse_overrides(overrides):
+        for override in map(self._parsed, overrides):
             group = override.key_or_group
             is_group = (CONF_DIR / group).is_dir() or override.package is not None
             simple = not (override.is_add() or override.is_force_add() or override.is_delete())
@@ -117,6 +118,12 @@ class Composer:
             else:
                 others.append(override.input_line)
         return tuple(others), tuple(groups), plain
+
+    def _parsed(self, line: str):
+        """Hydra's parse of one override line, once per line: a grid repeats the same few lines."""
+        if line not in self._parsed_lines:
+            (self._parsed_lines[line],) = self.parser.parse_overrides([line])
+        return self._parsed_lines[line]
 
     def _combination(self, others: tuple[str, ...], groups: tuple[str, ...]) -> DictConfig:
         if (others, groups) not in self._combined:

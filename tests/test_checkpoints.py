@@ -144,6 +144,7 @@ def test_a_killed_run_resumes_from_its_newest_complete_checkpoint_to_the_uninter
 
 
 @pytest.mark.slow
+@pytest.mark.launchers  # make sweep starts train.py -m in a fresh interpreter
 def test_sigint_to_a_sweep_checkpoints_records_interrupted_and_stops_the_sweep(tmp_path):
     """``python -m repcali.sweeps run`` (``make sweep``) gets SIGINT while the first of two runs trains:
     it passes the signal to ``train.py -m``, whose run saves a checkpoint and records ``interrupted``;
