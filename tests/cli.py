@@ -169,7 +169,8 @@ def start(
     entry, argv = _entry_point(args)
     environment = _environment(env)
     files = [os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC) for path in (stdout_path, stderr_path)]
-    sys.stdout.flush(), sys.stderr.flush()  # nothing buffered here is written twice by the child
+    sys.stdout.flush()  # nothing buffered here is written twice by the child
+    sys.stderr.flush()
     pid = os.fork()
     if pid:
         for fd in files:
