@@ -100,7 +100,8 @@ def test_a_run_owned_by_another_process_is_refused_or_skipped_untouched_then_wai
     try:
         before = (owned.run_dir / RESULTS_NAME).read_bytes()
         single, sweep = train_py(*owned.job), train_py("-m", *SWEEP, f"runs_dir={runs}")
-        single.wait(timeout=600), sweep.wait(timeout=600)
+        single.wait(timeout=600)
+        sweep.wait(timeout=600)
         single_err, sweep_out, sweep_err = single.stderr, sweep.stdout, sweep.stderr
 
         named = f"Run {owned.run_dir} is being run by pid {owner.pid} on {HOST} since "

@@ -74,7 +74,7 @@ def test_run_writes_results_then_skips_then_reruns_to_identical_results(tmp_path
     assert run_dir_of(second) == run_dir and (run_dir / RESULTS_NAME).stat().st_mtime_ns == stamp
 
     first_outcome = outcome(run_dir)
-    third = train("calib=on", "rerun=true", runs_dir=tmp_path)  # in this process: another interpreter's run
+    third = train("calib=on", "rerun=true", runs_dir=tmp_path)  # in this process, not the first run's
     assert third.returncode == 0, third.stderr[-3000:]
     assert read_results(run_dir).status == "completed"
     archived = list(run_dir.glob("results.completed.*.json"))
