@@ -54,21 +54,23 @@ def read_tuned(tuned_file: str) -> dict[str, Any]:
 
 
 def tuned_lambda(root: DictConfig) -> float:
-    """The λ the search chose for ``root``'s backbone and task, else 1.0 (said once per pair)."""
+    """The λ the search chose for ``root``'s backbone and task, else 1.0: said once per process as a warning
+    (composing the main table's grid resolves every pair), each further pair at debug level."""
     model, task = root.model.name, root.task.name
     entry = read_tuned(root.tuned_file).get(model, {}).get(task)
     if entry is not None:
         return float(entry["lam"])
     if (model, task) not in _warned:
-        _warned.add((model, task))
-        log.warning(
-            "calib=tuned: no λ searched for %s on %s in %s; using λ = %s. Fix: run the λ search "
-            "(README, 'The protocol').",
+        log.log(
+            logging.DEBUG if _warned else logging.WARNING,
+            "calib=tuned: no λ searched for %s on %s in %s; using λ = %s (and for any other backbone and task "
+            "without one). Fix: run the λ search (README, 'The protocol').",
             model,
             task,
             root.tuned_file,
             DEFAULT_LAMBDA,
         )
+        _warned.add((model, task))
     return DEFAULT_LAMBDA
 
 

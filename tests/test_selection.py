@@ -4,6 +4,7 @@ early stopping; the λ search on validation with Hydra's Optuna sweeper, and whe
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from repcali import checkpoints, sweeps
+from repcali import checkpoints, sweeps, tuning
 from repcali.checkpoints import CHECKPOINTS_DIR, _rotate, write_manifest
 from repcali.errors import RepCaliError
 from repcali.identity import RunIdentity
@@ -187,6 +188,17 @@ def test_calib_tuned_reads_the_searched_lambda_and_falls_back_to_one(compose_tra
     assert searched.calib.lam == 0.25 and untuned.calib.lam == 1.0
     assert RunIdentity.of(untuned).path == RunIdentity.of(plain).path  # λ = 1.0: the calib=on run itself
     assert RunIdentity.of(searched).lam == 0.25
+
+
+def test_a_missing_searched_lambda_is_said_once_however_many_pairs_lack_one(compose_train, monkeypatch, caplog):
+    """Composing the main table resolves ~130 pairs without a searched λ: one warning, not one per pair."""
+    monkeypatch.setattr(tuning, "_warned", set())
+    with caplog.at_level(logging.DEBUG, logger="repcali"):
+        lams = [compose_train("calib=tuned", f"task={task}").calib.lam for task in ("xsum", "webnlg", "xsum")]
+    assert lams == [1.0, 1.0, 1.0]
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "no λ searched" in r.getMessage()]
+    assert [level for level, _ in said] == [logging.WARNING, logging.DEBUG]  # xsum, then webnlg; xsum not again
+    assert "no λ searched for tiny_t5 on xsum" in said[0][1] and "Fix: run the λ search" in said[0][1]
 
 
 def test_a_search_is_listed_as_one_and_status_names_it_instead_of_a_grid(capsys):
