@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -313,18 +314,6 @@ def test_a_write_that_finds_the_device_full_becomes_a_clean_error_and_leaves_no_
         raise torch.OutOfMemoryError("CUDA out of memory")
 
 
-def _unshare_works() -> bool:
-    try:
-        return subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-needs_userns = pytest.mark.skipif(
-    not _unshare_works(), reason="a full disk is a 1 MiB tmpfs mounted in a user namespace: `unshare -rm` refused here"
-)
-
-
 @pytest.fixture
 def run_dir_for(compose_train):
     """``run_dir_for(runs_dir)``: where train.py puts the SURVIVE run (its directory is a function of the config)."""
@@ -351,6 +340,27 @@ def mount_full_disk(path: Path) -> None:
     check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
     path.mkdir(parents=True, exist_ok=True)
     check(libc.mount(b"tmpfs", bytes(path), b"tmpfs", 0, b"size=1m"), f"mount tmpfs {path}")
+
+
+def _full_disk_mounts() -> bool:
+    """Whether a forked child may :func:`mount_full_disk` here (unprivileged user namespaces allowed)."""
+    probe = Path(tempfile.mkdtemp(prefix="full-disk-probe-"))
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            mount_full_disk(probe / "full")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    shutil.rmtree(probe, ignore_errors=True)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+needs_userns = pytest.mark.skipif(
+    not _full_disk_mounts(), reason="a full disk is a 1 MiB tmpfs mounted in a user namespace: refused here"
+)
 
 
 def train_on_full_disk(full: Path, runs_dir: Path) -> cli.Started:

@@ -138,7 +138,6 @@ def preempt_one_job(process: cli.Started, runs: Path) -> set[str]:
 
     A job is the process running ``submitit.core._submit``; its run is the one whose train.log it writes.
     """
-    interrupted: set[str] = set()
     while process.poll() is None:
         for task in psutil.Process(process.pid).children(recursive=True):
             try:
@@ -148,12 +147,11 @@ def preempt_one_job(process: cli.Started, runs: Path) -> set[str]:
             except psutil.Error:
                 continue
             for log in logs:
-                run = str(log.parent.relative_to(runs))
-                if not interrupted and list(log.parent.glob("checkpoints/checkpoint-*/repcali_manifest.json")):
+                if list(log.parent.glob("checkpoints/checkpoint-*/repcali_manifest.json")):
                     os.kill(task.pid, signal.SIGUSR2)
-                    interrupted.add(run)
+                    return {str(log.parent.relative_to(runs))}
         time.sleep(0.2)
-    return interrupted
+    return set()
 
 
 @pytest.fixture(scope="module")
