@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: help install demo sweep sweep-status plan tables test test-all test-fast lint format params bench bench-full clean
+.PHONY: help install demo sweep sweep-status plan prefetch tables test test-all test-fast lint format params bench bench-full clean
 SWEEP ?= smoke
 # LAUNCHER: a conf/hydra/launcher/ option (slurm, slurm_multigpu, local, local_gpus); empty: Hydra's basic
 # launcher (the runs one after another in this process). ARGS: more overrides, as for train.py -m
@@ -42,6 +42,9 @@ sweep-status: install ## done / failed / running / missing per run of a sweep, r
 
 plan: install ## Runs, tokens, FLOPs, GPU-hours of a sweep, runs nothing: make plan SWEEP=main_table ARGS="--gpu a100"
 	$(PY) -m repcali.sweeps plan $(SWEEP)$(if $(ARGS), $(ARGS))
+
+prefetch: install ## Download and check every model and dataset a sweep needs, before the GPUs: make prefetch SWEEP=main_table
+	$(PY) -m repcali.sweeps prefetch $(SWEEP)$(if $(ARGS), $(ARGS))
 
 tables: install ## Paper tables (md, tex, csv, png) from every results.json under RUNS=runs into TABLES=tables
 	$(PY) -m repcali.tables --runs $(RUNS) --out $(TABLES)

@@ -6,6 +6,7 @@
     python train.py -m calib=off,on seed=1,2,3             # a sweep; completed runs are skipped
     torchrun --standalone --nproc_per_node=4 train.py model=t5_base task=xsum   # multi-GPU, same code
     python train.py --cfg job                              # print the composed config
+    python train.py -v                                     # everything: every log line and warning, progress bars
 
 Every run lives in a directory derived from its config,
 ``runs/<experiment_name>/<task>/<model>/<method>/calib-<name>/seed<seed>-<hash>``, and ends with
@@ -18,9 +19,14 @@ skips it).
 
 from __future__ import annotations
 
+import os
+
+from repcali.threads import wait_policy
+
+os.environ.update(wait_policy(os.environ))  # first, before anything loads torch: waiting threads sleep, never spin
+
 import logging
 import math
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -31,12 +37,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from repcali.config import register, unknown_choice
+from repcali.console import set_up
 from repcali.errors import RepCaliError
-from repcali.experiment import run_experiment
+from repcali.experiment import Outcome, run_experiment
 from repcali.ownership import RunBusy, lock_held
+from repcali.precision import trainer_override
 from repcali.redact import secret_in_overrides
 from repcali.report import metrics_table
 from repcali.results import RESULTS_NAME
+from repcali.validate import check_overrides, validate
 
 register()
 log = logging.getLogger("repcali")
@@ -48,7 +57,13 @@ def main(cfg: DictConfig) -> float:
     refused run, or one without model selection, is a failed trial to Optuna. Never a test score."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    outcome = run_experiment(cfg, run_dir)
+    set_up(verbose=bool(HydraConfig.get().verbose), first=not sweep or HydraConfig.get().job.num == 0)
+    try:
+        validate(cfg)  # a key that nothing reads, a value of the wrong type: from any file or sweep, before anything
+    except RepCaliError as refusal:
+        outcome = Outcome(None, refusal)
+    else:
+        outcome = run_experiment(cfg, run_dir)
     selection = outcome.results.selection if outcome.results and outcome.error is None else None
     validation_score = selection.best_score if selection and selection.best_score is not None else math.nan
     if outcome.refused:
@@ -101,11 +116,24 @@ def remove_unrecorded(run_dir: Path, runs_dir: Path) -> None:
             return
 
 
+VERBOSE = ("-v", "--verbose")  # everything a run logs, progress bars too: hydra.verbose=repcali (repcali/console.py)
+
+
 def cli() -> None:
-    """``python train.py <overrides>``: a closed choice misspelt or a secret on the command line is refused
-    in one line before Hydra composes anything; then the run (or sweep)."""
-    if problem := unknown_choice(sys.argv[1:]) or secret_in_overrides(sys.argv[1:]):
+    """``python train.py [-v] <overrides>``: a closed choice misspelt, a secret, a key that is no setting or a
+    value of the wrong type on the command line is refused in one line before Hydra composes anything; then
+    the run (or sweep)."""
+    overrides = [argument for argument in sys.argv[1:] if argument not in VERBOSE]
+    if problem := (
+        unknown_choice(overrides)
+        or secret_in_overrides(overrides)
+        or trainer_override(overrides)
+        or check_overrides(overrides)
+    ):
         sys.exit(f"error: {problem}")
+    if len(overrides) < len(sys.argv) - 1:  # -v given: Hydra's own parser knows no -v
+        verbose = [] if any(o.startswith("hydra.verbose=") for o in overrides) else ["hydra.verbose=repcali"]
+        sys.argv = [sys.argv[0], *overrides, *verbose]
     main()
 
 

@@ -26,7 +26,7 @@ METHOD = """
 Both variants are the same backbone (one random initialisation, copied; the published configs of
 the paper's backbones, built without downloading weights), the same batch and sequence lengths;
 ``on`` has the block attached. A training step is forward, backward, AdamW step and zero_grad,
-under bf16 autocast on GPU (what ``trainer.bf16=true`` does). Generation is beam search with a
+under bf16 autocast on GPU (what ``precision=bf16`` does). Generation is beam search with a
 fixed output length (min = max new tokens), so both variants decode the same number of steps.
 """
 

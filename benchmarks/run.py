@@ -18,8 +18,13 @@ summary.md; check it with ``python -m benchmarks.run --mode smoke --only <name> 
 
 from __future__ import annotations
 
-import argparse
 import os
+
+from repcali.threads import wait_policy
+
+os.environ.update(wait_policy(os.environ))  # first, before anything loads torch: waiting threads sleep, never spin
+
+import argparse
 import sys
 import time
 import traceback
@@ -43,6 +48,7 @@ BENCHMARKS = (
     "tables_build",
     "checkpointing",
     "wandb_fallback",
+    "concurrency",
 )
 
 RunFunction = Callable[[str, str], Benchmark]

@@ -18,6 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from repcali.errors import RepCaliError
 from repcali.identity import RunIdentity
+from repcali.precision import CHOICES as PRECISIONS
 from repcali.signals import DEFAULT_SIGNALS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,19 @@ class CalibTrain(Choice):
 class SelectionSplit(Choice):
     validation = "validation"  # the task's validation split (tasks scored on test)
     train_holdout = "train_holdout"  # sources held out of train (tasks scored on validation)
+
+
+class WeightDtype(Choice):
+    """The dtype the backbone's weights are loaded, trained and saved in (master weights); mixed-precision
+    compute is the trainer's switch, not this. No float16: plain AdamW on fp16 weights loses small updates
+    and T5 overflows in fp16 (its checkpoints were trained in bfloat16)."""
+
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
+# What a run computes in (repcali/precision.py): auto, fp32, tf32, bf16.
+Precision = Choice("Precision", {name: name for name in PRECISIONS})
 
 
 # One per conf/method/<name>.yaml; a test checks them against the registry in repcali.methods.
@@ -109,7 +123,12 @@ class ModelConfig:
     family: str = MISSING  # bart, t5, t5_v1_1, mt5, pegasus, ... (tests build a tiny variant per family)
     language: str = "en"  # what the checkpoint was pre-trained on: en, zh or multilingual
     init: str = "pretrained"
+    # The weights' dtype whatever the checkpoint stores (facebook/bart-large's pytorch_model.bin is float16,
+    # and transformers 5 would load it as stored): passed to from_pretrained / from_config.
+    dtype: WeightDtype = WeightDtype.float32
     tokenizer: str | None = None  # default: name_or_path
+    # A transformers tokenizer class (BertTokenizer) for checkpoints whose files name none; None: AutoTokenizer.
+    tokenizer_class: str | None = None
     task_prefix: bool = False  # prepend the task's T5-style prefix ("summarize: ")
     max_positions: int = 512  # longest source the backbone takes; inputs are cut at min(this, task's)
     # Multilingual tokenizers (mBART-50): task.language -> language code, set as source and target
@@ -176,11 +195,15 @@ class DataFiles:
 
 @dataclass
 class TaskStats:
-    """The dataset's size and typical lengths, for the cost planner (python -m repcali.sweeps plan).
+    """The dataset's size and typical lengths, for the cost planner (python -m repcali.sweeps plan) and
+    ``prefetch``'s check of what was downloaded.
 
-    Examples per split as this task builds them (published sizes; each task file names its source and
-    says which figures are approximate) and mean lengths in subword tokens before truncation. They
-    describe the data and change no run, so they are left out of the run's identity.
+    Examples per split as this task builds them (:func:`repcali.data.count_examples`): for ``train``
+    the training pairs (one per reference: WebNLG's lexicalisations), for the other splits the
+    evaluation examples (one per distinct source where ``group_references``; MultiWOZ: system turns),
+    after ``keep_rows``. Each task file says where its figures come from and which are exact. Mean
+    lengths are subword tokens before truncation. They describe the data and change no run, so they
+    are left out of the run's identity.
     """
 
     train: int | None = None
@@ -204,7 +227,13 @@ class TaskConfig:
     dataset: str | None = None  # hub id, e.g. EdinburghNLP/xsum
     dataset_config: str | None = None
     dataset_revision: str | None = None  # e.g. refs/convert/parquet for hub datasets that were scripts
+    # Hub split name -> glob of its files in the repo at dataset_revision, each split loaded on its own:
+    # a parquet export (no card, so no config names) or splits whose columns differ. Empty: dataset_config.
+    dataset_files: dict[str, str] = field(default_factory=dict)
     data_files: DataFiles = field(default_factory=DataFiles)  # local files; any set file overrides `dataset`
+    # Split (train/validation/test) -> column -> the values whose rows are kept, from the hub or local files
+    # alike (WebNLG's test holds three sets: only the one with references is scored).
+    keep_rows: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     splits: dict[str, str] = field(
         default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"}
     )
@@ -215,6 +244,9 @@ class TaskConfig:
     new_tokens: list[str] = field(default_factory=list)  # added to the vocabulary (WebNLG's <H> <R> <T>)
     group_references: bool = False
     id_column: str | None = "id"
+    # The column naming each evaluation example's category (WebNLG: its DBpedia category): written to
+    # predictions.jsonl with the example and the primary metric scored per category in results.json.
+    category_column: str | None = None
     prefix: str = ""  # T5-style task prefix, used when model.task_prefix is true
     language: str = "en"
     max_source_length: int = 512
@@ -284,8 +316,8 @@ class CheckpointConfig:
 
 @dataclass
 class RunControlConfig:
-    """How a run shares its directory and stops (:mod:`repcali.ownership`, :mod:`repcali.signals`); not
-    part of the run's identity.
+    """How a run shares its directory, its machine's cores, and stops (:mod:`repcali.ownership`,
+    :mod:`repcali.threads`, :mod:`repcali.signals`); not part of the run's identity.
 
     - ``lock``: hold the run directory's lock while running, so that a second process on the same
       config waits or is refused; false only on a file system without ``flock`` (then nothing stops
@@ -296,11 +328,15 @@ class RunControlConfig:
     - ``stop_signals``: signals that checkpoint, record ``interrupted`` and exit 128 + n (SLURM's
       SIGTERM, Ctrl-C's SIGINT, and SIGUSR2: SLURM's ``--signal`` warning and submitit's preemption
       signal, whose own handler, requeueing the job, runs after the record is written).
+    - ``threads``: torch's CPU threads for this run; null: its share of the cores (the physical cores it
+      may use over the processes a launcher started with it), or ``OMP_NUM_THREADS`` if set. Recorded
+      in ``results.json`` (``host.threads``).
     """
 
     lock: bool = True
     lock_wait_s: float = 0.0
     stop_signals: list[str] = field(default_factory=lambda: list(DEFAULT_SIGNALS))
+    threads: int | None = None
 
 
 @dataclass
@@ -321,7 +357,7 @@ class ClusterConfig:
     mem_per_gpu: str | None = None  # e.g. 64G; null: the partition's default
     max_parallel: int = 256  # jobs of one sweep part running at once (SLURM array parallelism)
     # Shell lines each SLURM job runs before train.py (module load, conda activate). The default makes
-    # W&B log offline: compute nodes rarely reach the internet (README, "Reproducing the paper on a cluster").
+    # W&B log offline: compute nodes rarely reach the internet (docs/cluster.md).
     setup: list[str] = field(default_factory=lambda: ["export WANDB_MODE=offline"])
 
 
@@ -340,6 +376,9 @@ class TrainConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)  # not in IDENTITY_KEYS
     experiment_name: str = "default"  # the group of runs: W&B group, first run-dir level (set by experiment=)
     seed: int = 42
+    # auto: bf16 on a CUDA GPU with bf16 tensor cores, else fp32; fp32 / tf32 / bf16: that, or refused where it
+    # cannot run (repcali/precision.py). Part of the run's identity; what it resolved to is in results.json.
+    precision: Precision = Precision.auto
     runs_dir: str = "runs"
     rerun: bool = False  # run again even if results.json says completed
     save_model: bool = True

@@ -1,23 +1,27 @@
 """Task data: load a dataset (hub id or local files), format rows as text, tokenize.
 
-The same loader serves users with network (``load_dataset("EdinburghNLP/xsum")``) and offline
-runs and tests (``task.data_files.train=path/to/train.jsonl``): only the source of rows changes.
+The same loader serves users with network (the hub repo, read as :func:`hub_request` says) and
+offline runs and tests (``task.data_files.train=path/to/train.jsonl``): only the source of rows changes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import string
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset, DatasetDict, load_dataset
 from omegaconf import DictConfig, OmegaConf
 
 from repcali.config import PROJECT_ROOT
 from repcali.errors import RepCaliError
-from repcali.formatters import get_formatter
+from repcali.formatters import COLUMNS, get_formatter
 
 log = logging.getLogger("repcali")
 
@@ -25,7 +29,8 @@ _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parq
 _CUT = ("source_cut", "target_cut")  # per row: did max_source_length / max_target_length drop tokens
 # of a tokenized split
 SELECTION = "selection"  # the split name of the rows that select the scored checkpoint
-_COLUMNS = ("input_ids", "attention_mask", "labels", "length", "references", "example_id", *_CUT)
+_TEXT = ("references", "example_id", "category", *_CUT)  # what evaluation reads; the model never sees it
+_COLUMNS = ("input_ids", "attention_mask", "labels", "length", *_TEXT)
 
 
 @dataclass
@@ -36,6 +41,7 @@ class TaskData:
     eval: Dataset  # sorted by source length, longest first: batched generation pads little
     eval_ids: list[str]
     eval_references: list[list[str]]  # one or more references per evaluation example
+    eval_categories: list[str] = field(default_factory=list)  # per evaluation example, with task.category_column
     # the length limits and, per split, how many rows lost tokens to them (recorded in results.json)
     truncation: dict = field(default_factory=dict)
     # what selects the scored checkpoint (task.selection): sorted and grouped as `eval`; None without selection
@@ -51,6 +57,7 @@ class Example:
     id: str
     source: str
     references: list[str]
+    category: str | None = None  # the row's task.category_column (WebNLG: its DBpedia category)
 
 
 def _resolve(path: str) -> Path:
@@ -59,14 +66,39 @@ def _resolve(path: str) -> Path:
 
 
 def load_splits(task: DictConfig, extra: tuple[str, ...] = ()) -> DatasetDict:
-    """Rows of the train and evaluation splits (and ``extra`` ones), from local files if any is given, else
-    from the hub."""
+    """Rows of the train and evaluation splits (and ``extra`` ones) as a run sees them: from local files if
+    any is given, else from the hub, then ``task.keep_rows`` (WebNLG's test: the set with references)."""
     wanted = {split: task.splits[split] for split in ("train", task.eval_split, *extra)}
     if any(task.data_files.values()):
-        return _load_local(task, list(wanted))
-    if not task.dataset:
+        splits = _load_local(task, list(wanted))
+    elif not task.dataset:
         raise RepCaliError(f"Task {task.name!r} has neither task.dataset nor task.data_files. Fix: set one.")
-    return _load_hub(task, wanted)
+    else:
+        splits = _load_hub(task, wanted)
+    return DatasetDict({split: _keep_rows(rows, task, split) for split, rows in splits.items()})
+
+
+def _keep_rows(rows: Dataset, task: DictConfig, split: str) -> Dataset:
+    """The rows whose ``task.keep_rows.<split>`` columns hold one of the listed values (compared as text)."""
+    kept = task.keep_rows.get(split)
+    if not kept:
+        return rows
+    missing = [column for column in kept if column not in rows.column_names]
+    if missing:
+        raise RepCaliError(
+            f"task.keep_rows.{split} filters on {missing}, which the {split!r} rows lack (they have "
+            f"{rows.column_names}). Fix: data in the task's schema, or task.keep_rows."
+        )
+    columns = list(kept)
+    allowed = [tuple(sorted(str(value) for value in kept[column])) for column in columns]  # hashed alike each run
+
+    def keep(*batch: list) -> list[bool]:
+        return [
+            all(str(value) in values for value, values in zip(row, allowed, strict=True))
+            for row in zip(*batch, strict=True)
+        ]
+
+    return rows.filter(keep, input_columns=columns, batched=True, desc=f"keep_rows {split}")
 
 
 def _load_local(task: DictConfig, splits: list[str]) -> DatasetDict:
@@ -109,19 +141,92 @@ def _load_local(task: DictConfig, splits: list[str]) -> DatasetDict:
         ) from error
 
 
+def hub_request(task: Mapping, split: str) -> tuple[str, dict[str, Any]]:
+    """``(path, kwargs)`` of the ``load_dataset`` call that reads hub split ``split`` of the task.
+
+    With ``task.dataset_files`` each split is read on its own from its files (a parquet export has
+    no card, so no config names; LCSTS's splits differ in columns); otherwise the repo's config
+    ``task.dataset_config``. The path is the repo id and nothing else: the hub-layout tests read a
+    local mirror of the repo through this same call with only the path swapped.
+    """
+    if task["dataset_files"]:
+        if task["dataset_config"]:
+            raise RepCaliError(
+                f"Task {task['name']!r} sets both task.dataset_config and task.dataset_files. Fix: one of them "
+                "(files name the config's folder themselves)."
+            )
+        if split not in task["dataset_files"]:
+            raise RepCaliError(
+                f"task.dataset_files has no {split!r} split, only {sorted(task['dataset_files'])}. "
+                "Fix: task.dataset_files or task.splits."
+            )
+        kwargs: dict[str, Any] = {"data_files": {split: task["dataset_files"][split]}}
+    else:
+        kwargs = {"name": task["dataset_config"]}
+    return task["dataset"], {**kwargs, "revision": task["dataset_revision"]}
+
+
 def _load_hub(task: DictConfig, wanted: dict[str, str]) -> DatasetDict:
-    try:
-        raw = load_dataset(task.dataset, task.dataset_config, revision=task.dataset_revision)
-    except Exception as error:  # offline, unknown id, gated: the fix is the same
-        raise RepCaliError(
-            f"Could not load dataset {task.dataset!r} from the Hugging Face hub ({type(error).__name__}: {error}). "
-            f"Fix: check the network and HF_DATASETS_OFFLINE, or give local files in the hub dataset's columns: "
-            f"task.data_files.train=... task.data_files.{task.eval_split}=..."
-        ) from error
-    missing = [name for name in wanted.values() if name not in raw]
-    if missing:
-        raise RepCaliError(f"Dataset {task.dataset!r} has no split {missing}, only {list(raw)}. Fix: task.splits.")
-    return DatasetDict({split: raw[name] for split, name in wanted.items()})
+    loaded: dict[str, DatasetDict] = {}  # one load per distinct call: a config's splits come together
+    rows = {}
+    for split, name in wanted.items():
+        path, kwargs = hub_request(task, name)
+        call = json.dumps(kwargs, sort_keys=True)
+        if call not in loaded:
+            try:
+                loaded[call] = load_dataset(path, **kwargs)
+            except Exception as error:  # offline, unknown id, gated: the fix is the same
+                raise RepCaliError(
+                    f"Could not load dataset {task.dataset!r} from the Hugging Face hub (load_dataset({path!r}, "
+                    f"**{kwargs}): {type(error).__name__}: {error}). Fix: check the network and "
+                    "HF_DATASETS_OFFLINE, or give local files in the hub dataset's columns: "
+                    f"task.data_files.train=... task.data_files.{task.eval_split}=..."
+                ) from error
+        if name not in loaded[call]:
+            raise RepCaliError(
+                f"Dataset {task.dataset!r} has no split {name!r}, only {list(loaded[call])}. Fix: task.splits."
+            )
+        rows[split] = loaded[call][name]
+    return DatasetDict(rows)
+
+
+def required_columns(task: Mapping, split: str) -> list[str]:
+    """The row columns a run reads from ``split``: its formatter's, its templates' other fields, the id and
+    category columns, and those ``task.keep_rows.<split>`` filters on. The formatter's are declared in
+    :data:`repcali.formatters.COLUMNS`, which the hub-layout tests hold to what it really reads."""
+    get_formatter(task["formatter"])  # an unknown formatter fails here, with the fix
+    reads, adds = COLUMNS[task["formatter"]]
+    fields = [
+        name.split(".")[0].split("[")[0]
+        for template in (task["source"], task["target"])
+        for _, name, _, _ in string.Formatter().parse(template)
+        if name
+    ]
+    filters = list(task["keep_rows"].get(split) or {})
+    named = [task["id_column"], task["category_column"], *filters]
+    return list(dict.fromkeys([*reads, *(f for f in fields if f not in adds), *(c for c in named if c)]))
+
+
+def count_examples(rows: Dataset, task: Mapping, split: str) -> int:
+    """How many examples ``rows`` of ``split`` make as a run builds them: what ``task.stats.<split>`` counts.
+
+    ``train``: training pairs, one per reference. Any other split: evaluation examples, one per distinct
+    source where ``task.group_references``. Rows are formatted as a run formats them (GLUE's test rows,
+    whose labels are hidden, cannot be); ``keep_rows`` is :func:`load_splits`' business, applied before.
+    """
+    plain = OmegaConf.to_container(task, resolve=True) if OmegaConf.is_config(task) else task
+    grouped = split != "train" and plain["group_references"]
+    total, sources = 0, set()
+    for start in range(0, len(rows), 1000):
+        indices = list(range(start, min(start + 1000, len(rows))))
+        examples = format_rows(rows[start : start + 1000], plain, "", indices)
+        if split == "train":
+            total += sum(len(example.references) for example in examples)
+        elif grouped:
+            sources.update(example.source for example in examples)
+        else:
+            total += len(examples)
+    return len(sources) if grouped else total
 
 
 def format_rows(rows: dict[str, list], task: Mapping, prefix: str, indices: list[int]) -> list[Example]:
@@ -144,7 +249,9 @@ def format_rows(rows: dict[str, list], task: Mapping, prefix: str, indices: list
             default_id = row.get(task["id_column"]) if task["id_column"] else None
             default_id = str(index) if default_id is None else str(default_id)
             example_id = record.get("id") or (default_id if len(records) == 1 else f"{default_id}-{k}")
-            examples.append(Example(str(example_id), source, [str(r) for r in references]))
+            category = row.get(task["category_column"]) if task.get("category_column") else None
+            category = None if category is None else str(category)
+            examples.append(Example(str(example_id), source, [str(r) for r in references], category))
     return examples
 
 
@@ -155,7 +262,7 @@ def group_by_source(examples: list[Example]) -> list[Example]:
         if example.source in merged:
             merged[example.source].references.extend(example.references)
         else:
-            merged[example.source] = Example(example.id, example.source, list(example.references))
+            merged[example.source] = Example(example.id, example.source, list(example.references), example.category)
     return list(merged.values())
 
 
@@ -276,6 +383,7 @@ def build_task_data(
         features["length"] = [len(ids) for ids in features["input_ids"]]
         features["references"] = [ex.references for ex, _ in pairs]
         features["example_id"] = [ex.id for ex, _ in pairs]
+        features["category"] = [ex.category or "" for ex, _ in pairs]
         return features
 
     tokenized = {}
@@ -295,12 +403,13 @@ def build_task_data(
     evaluation = _scored(tokenized[task.eval_split])
     validation = _scored(tokenized[SELECTION]) if select else None
     return TaskData(
-        train=tokenized["train"].remove_columns(["references", "example_id", *_CUT]),
-        eval=evaluation.remove_columns(["references", "example_id", *_CUT]),
+        train=tokenized["train"].remove_columns(list(_TEXT)),
+        eval=evaluation.remove_columns(list(_TEXT)),
         eval_ids=list(evaluation["example_id"]),
         eval_references=[list(refs) for refs in evaluation["references"]],
+        eval_categories=list(evaluation["category"]) if task.category_column else [],
         truncation=truncation,
-        validation=validation.remove_columns(["references", "example_id", *_CUT]) if select else None,
+        validation=validation.remove_columns(list(_TEXT)) if select else None,
         validation_ids=list(validation["example_id"]) if select else [],
         validation_references=[list(refs) for refs in validation["references"]] if select else [],
     )
@@ -308,4 +417,6 @@ def build_task_data(
 
 def _scored(tokenized: Dataset) -> Dataset:
     """Longest source first: batched generation pads little. Ids and references are read in this order."""
-    return tokenized.sort("length", reverse=True)
+    with warnings.catch_warnings():  # datasets' sort passes pyarrow an option pyarrow 25 deprecated; harmless
+        warnings.filterwarnings("ignore", "Specifying null_placement in SortOptions is deprecated", FutureWarning)
+        return tokenized.sort("length", reverse=True)

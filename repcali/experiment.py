@@ -23,6 +23,7 @@ from repcali.ownership import RunBusy, RunLock, agree, this_process
 from repcali.results import InvalidResults, Results, read_results
 from repcali.runs import RunRecord, write_predictions
 from repcali.signals import Interrupted, StopOnSignals
+from repcali.threads import use_threads
 from repcali.tracking import finish_wandb, is_main_process, start_wandb
 
 log = logging.getLogger("repcali")
@@ -53,15 +54,23 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, stop: 
     from repcali.config import repcali_config, selects
     from repcali.data import build_task_data
     from repcali.methods import apply_method, unwrap
-    from repcali.metrics import compute
-    from repcali.modeling import add_tokens, count_parameters, load_backbone, parameter_report, save_model
+    from repcali.metrics import by_category, compute
+    from repcali.modeling import (
+        add_tokens,
+        count_parameters,
+        load_backbone,
+        parameter_report,
+        save_model,
+        weights_dtype,
+    )
     from repcali.runs import host_info
     from repcali.selection import selection_record
     from repcali.sharding import gathered_state_dict
     from repcali.training import build_trainer, predict
 
     results = record.results
-    results.host = host_info()
+    threads = use_threads(cfg.run.threads)  # here: the process that trains (a launcher's job or worker too)
+    results.host = {**host_info(), "threads": threads}
     set_seed(cfg.seed)
     with record.timed("load"):
         model, tokenizer = load_backbone(cfg.model, cfg.task.language)
@@ -71,6 +80,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, stop: 
         if cfg.calib.enabled:
             attach_repcali(unwrap(model), repcali_config(cfg.calib))  # on the HF model inside a PEFT wrapper
     results.params = parameter_report(model, backbone_total)
+    results.weights_dtype = weights_dtype(model)  # model.dtype as trained; autocast leaves it
     log.info("parameters: %s", results.params)
 
     with record.timed("data"):
@@ -104,6 +114,16 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, stop: 
                 list(cfg.task.metrics), predictions, data.eval_references, cfg.task.language, ids=data.eval_ids
             )
         results.metrics = {**scores.corpus, **results.metrics}
+        if data.eval_categories:  # task.category_column (WebNLG): the primary metric per category
+            results.category_metrics = by_category(
+                list(cfg.task.metrics),
+                cfg.task.primary_metric,
+                predictions,
+                data.eval_references,
+                data.eval_categories,
+                cfg.task.language,
+                ids=data.eval_ids,
+            )
         results.metric_settings = {
             "eval_split": cfg.task.eval_split,
             "n_examples": len(predictions),
@@ -114,7 +134,9 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, stop: 
     gathered = gathered_state_dict(trainer) if cfg.save_model else None
     if trainer.is_world_process_zero():
         if cfg.score_eval_split:
-            write_predictions(run_dir, data.eval_ids, predictions, data.eval_references, scores.per_example)
+            write_predictions(
+                run_dir, data.eval_ids, predictions, data.eval_references, scores.per_example, data.eval_categories
+            )
         if cfg.save_model:
             with record.timed("save"):  # a pretrained backbone is reloaded from its source, not copied
                 base_model = model.config.name_or_path if cfg.model.init == "pretrained" else None
@@ -179,6 +201,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> Outcome:
 def _own(cfg: DictConfig, run_dir: Path, stop: StopOnSignals) -> Outcome:
     """The run, by the process that owns its directory: only it resumes, deletes checkpoints and records."""
     from repcali.checkpoints import remove_checkpoints, resume_hint
+    from repcali.precision import run_precision
 
     main = is_main_process()
     previous = _previous(run_dir, warn=False) if main else None  # again: another owner may have completed it
@@ -188,6 +211,7 @@ def _own(cfg: DictConfig, run_dir: Path, stop: StopOnSignals) -> Outcome:
         remove_checkpoints(run_dir)  # a rerun trains from step 0, not from the completed run's last checkpoint
     record = RunRecord(run_dir, cfg, write=main)
     record.results.owner = this_process() if main else None
+    record.results.precision = run_precision(cfg)  # what precision=auto resolved to on this machine
     error: BaseException | None = None
     completed = False
     try:

@@ -184,6 +184,20 @@ FORMATTERS: dict[str, Callable[[Record, Mapping], list[Record]]] = {
 }
 
 
+# Per formatter: (the row columns it reads, the record fields it adds for the templates). The columns a task
+# needs are these plus its templates' other fields (repcali.data.required_columns); the hub-layout tests
+# format each mirror's rows cut to exactly those columns, so a column read but not declared fails there.
+COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "template": ((), ()),
+    "classification": (("label",), ("label_text",)),
+    "webnlg": (("modified_triple_sets", "lex"), ("triples", "references")),
+    "common_gen": (("concepts",), ("concept_text",)),
+    "anlg": (("label", "hypothesis_1", "hypothesis_2"), ("hypothesis",)),
+    "csds": (("Dialogue",), ("dialogue",)),
+    "multiwoz": (("dialogue_id", "turns"), ("id", "context", "belief", "response")),
+}
+
+
 def get_formatter(name: str) -> Callable[[Record, Mapping], list[Record]]:
     if name not in FORMATTERS:
         raise RepCaliError(f"Unknown task.formatter {name!r}. Fix: use one of {sorted(FORMATTERS)}.")

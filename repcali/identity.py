@@ -16,8 +16,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from repcali.precision import legacy
+
 # The config groups that decide a run's result; their resolved values name its directory.
-IDENTITY_KEYS = ("model", "task", "method", "calib", "trainer", "seed")
+IDENTITY_KEYS = ("model", "task", "method", "calib", "trainer", "precision", "seed")
 SETTING_KEYS = tuple(key for key in IDENTITY_KEYS if key != "seed")  # runs averaged over seeds share these
 BASELINE_KEYS = tuple(key for key in SETTING_KEYS if key != "calib")  # a RepCali run and its baseline share these
 BLOCK_OPTIONS = ("lam", "layernorm", "train")  # calib.<option>: what tables show of the block
@@ -26,7 +28,10 @@ CONFIG_KEYS = ("experiment_name", *IDENTITY_KEYS)  # what an identity is compute
 # result: left out, so adding or correcting them renames no run.
 DESCRIPTIVE = {"model": ("params",), "task": ("stats",)}
 # Bump when what an identity is computed from, or how, changes: cached grids (repcali/grid.py) are keyed by it.
-IDENTITY_VERSION = 1
+IDENTITY_VERSION = 2  # 2: precision (repcali/precision.py) joined the keys, trainer.bf16/fp16 left them
+# Keys that records written before they existed lack: left out of those records' hashes, so an older run keeps
+# its directory and its cells. (The identity reads such a record's precision from its trainer flags.)
+ADDED_KEYS = ("precision",)
 
 
 def _plain(value: Any) -> Any:
@@ -47,7 +52,8 @@ def _hash(payload: Any) -> str:
 class RunIdentity:
     """A run's names and hashes. ``digest`` names its directory; ``setting`` and ``baseline`` group runs.
 
-    - ``setting``: every identity key but the seed; runs with one setting are one table cell.
+    - ``setting``: every identity key but the seed; runs with one setting are one table cell (one per
+      resolved precision: ``precision=auto`` runs on a GPU and on a CPU share a setting, not a cell).
     - ``baseline``: every identity key but the seed and ``calib``; a RepCali run is compared with the
       ``calib=off`` runs of the same baseline hash, seed by seed.
     - ``lam``, ``layernorm``, ``train``: the block's options (``calib.<option>``), λ as a float
@@ -63,6 +69,7 @@ class RunIdentity:
     lam: float
     layernorm: str
     train: str
+    precision: str  # as requested (auto, fp32, tf32, bf16); a record from before precision existed: what it ran in
     seed: int
     digest: str
     setting: str
@@ -75,8 +82,9 @@ class RunIdentity:
         Raises ``KeyError`` or ``TypeError`` when the config lacks a key identity is made of.
         """
         if OmegaConf.is_config(config):
-            config = {key: _plain(config[key]) for key in CONFIG_KEYS}
-        values = {key: _without_descriptive(key, config[key]) for key in IDENTITY_KEYS}
+            config = {key: _plain(config[key]) for key in CONFIG_KEYS if key in config}
+        keys = [key for key in IDENTITY_KEYS if key in config or key not in ADDED_KEYS]
+        values = {key: _without_descriptive(key, config[key]) for key in keys}
         calib = values["calib"]
         return cls(
             experiment=config["experiment_name"],
@@ -88,10 +96,11 @@ class RunIdentity:
             lam=float(calib["lam"]),
             layernorm=calib["layernorm"],
             train=calib["train"],
+            precision=str(values.get("precision") or legacy(values["trainer"])),
             seed=values["seed"],
             digest=_hash(values),
-            setting=_hash([values[key] for key in SETTING_KEYS]),
-            baseline=_hash([values[key] for key in BASELINE_KEYS]),
+            setting=_hash([values[key] for key in SETTING_KEYS if key in values]),
+            baseline=_hash([values[key] for key in BASELINE_KEYS if key in values]),
         )
 
     @property

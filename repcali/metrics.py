@@ -199,6 +199,22 @@ def cider(predictions: list[str], references: References, language: str = "en", 
     return _coco("cider", predictions, references, language)
 
 
+MWZEVAL_SCORES = ("inform", "success", "combined")
+MWZEVAL_MISSING = (
+    "the standard evaluator mwzeval is not installed (it is not on PyPI: "
+    "pip install git+https://github.com/Tomiinek/MultiWOZ_Evaluation)"
+)
+
+
+def missing_evaluator(score: str) -> str | None:
+    """Why the corpus score ``score`` cannot be computed in this environment (its evaluator is absent), or None."""
+    import importlib.util
+
+    if score in MWZEVAL_SCORES and importlib.util.find_spec("mwzeval") is None:
+        return MWZEVAL_MISSING
+    return None
+
+
 def multiwoz(predictions: list[str], references: References, language: str = "en", ids=None) -> Scores:
     """MultiWOZ context-to-response: Inform, Success, BLEU and Combined = (Inform + Success) / 2 + BLEU.
 
@@ -213,9 +229,8 @@ def multiwoz(predictions: list[str], references: References, language: str = "en
     scores = bleu(predictions, references, language)
     if ids is None or importlib.util.find_spec("mwzeval") is None:
         scores.settings["multiwoz"] = {
-            "skipped": "inform, success, combined: the standard evaluator mwzeval is not installed (it is not on "
-            "PyPI: pip install git+https://github.com/Tomiinek/MultiWOZ_Evaluation); bleu is sacrebleu against "
-            "this dataset's delexicalised responses"
+            "skipped": f"inform, success, combined: {MWZEVAL_MISSING}; bleu is sacrebleu against this dataset's "
+            "delexicalised responses"
         }
         return scores
     from mwzeval.metrics import Evaluator
@@ -284,3 +299,30 @@ def compute(
             raise RepCaliError(f"Unknown metric {name!r} in task.metrics. Fix: use some of {sorted(METRICS)}.")
         scores.update(METRICS[name](predictions, references, language, ids=ids))
     return scores
+
+
+def by_category(
+    names: list[str],
+    score: str,
+    predictions: list[str],
+    references: References,
+    categories: list[str],
+    language: str = "en",
+    ids: list[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """``score`` on each category's examples apart, with how many there are: ``{category: {score: value,
+    "n_examples": n}}`` (WebNLG's DBpedia categories). A corpus score such as BLEU is computed on the
+    category's examples, never averaged, so seen/unseen groups are scored from predictions.jsonl likewise."""
+    metric = producing(score, names)
+    found: dict[str, dict[str, float]] = {}
+    for category in sorted(set(categories)):
+        chosen = [i for i, name in enumerate(categories) if name == category]
+        part = compute(
+            metric,
+            [predictions[i] for i in chosen],
+            [references[i] for i in chosen],
+            language,
+            ids=[ids[i] for i in chosen] if ids is not None else None,
+        )
+        found[category] = {score: part.corpus.get(score, float("nan")), "n_examples": len(chosen)}
+    return found

@@ -16,7 +16,7 @@ Where the lock cannot say (a file system without ``flock``: the probe fails; or 
 missing), the owner's host, pid and start time are checked when it ran on this host; a run owned
 on another host is then shown as its record says.
 
-What it does not cover (see the README, Reliability): a shared file system whose ``flock`` is
+What it does not cover (docs/reliability.md): a shared file system whose ``flock`` is
 local to each node (NFS mounted ``local_lock=flock``/``all`` or ``nolock``, Lustre ``localflock``)
 lets two nodes own one run; Lustre without ``flock`` has no lock at all (refused unless
 ``run.lock=false``); a node that crashes holding an NFS lock keeps it until the server's lease

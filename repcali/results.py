@@ -89,8 +89,14 @@ class Results:
     seed: int
     metrics: dict[str, Any] = field(default_factory=dict)  # corpus scores of the eval split, train_loss
     metric_settings: dict[str, Any] = field(default_factory=dict)  # how they were computed
+    # task.category_column: the primary metric on each category's examples apart (repcali.metrics.by_category)
+    category_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # parameter counts (repcali.modeling.parameter_report)
+    weights_dtype: str | None = None  # the weights' dtype(s) (repcali.modeling.weights_dtype); None: older file
     config: dict[str, Any]  # the whole resolved config
+    # What the run computed in: config.precision resolved on its machine (repcali/precision.py): fp32, tf32 or
+    # bf16. None: written before precision was recorded (repcali.precision.recorded reads it from the config).
+    precision: str | None = None
     git: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     host: dict[str, Any] | None = None

@@ -10,6 +10,7 @@ A forced rerun keeps the old record aside.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import socket
@@ -26,6 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 from repcali.config import PROJECT_ROOT
 from repcali.redact import redact
 from repcali.results import RESULTS_NAME, InvalidResults, Results, RunError, read_results
+
+log = logging.getLogger("repcali")
 
 PREDICTIONS_NAME = "predictions.jsonl"
 PACKAGES = (
@@ -65,10 +68,12 @@ def write_predictions(
     predictions: list[str],
     references: list[list[str]] | list[str],
     per_example: dict[str, list[float]],
+    categories: list[str] | None = None,
 ) -> None:
     """One JSON line per example, with its scores: what paired significance tests need.
 
-    ``reference`` is the first reference, ``references`` all of them (multi-reference tasks).
+    ``reference`` is the first reference, ``references`` all of them (multi-reference tasks);
+    ``category`` the example's ``task.category_column``, where the task names one.
     """
     references = [[refs] if isinstance(refs, str) else list(refs) for refs in references]
     path = run_dir / PREDICTIONS_NAME
@@ -77,6 +82,8 @@ def write_predictions(
         for i, (example_id, prediction, refs) in enumerate(zip(ids, predictions, references, strict=True)):
             scores = {name: values[i] for name, values in per_example.items()}
             row = {"id": example_id, "prediction": prediction, "reference": refs[0], "references": refs}
+            if categories:
+                row["category"] = categories[i]
             handle.write(json.dumps({**row, "scores": scores}, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
 
@@ -153,11 +160,14 @@ class RunRecord:
 
     @contextmanager
     def timed(self, name: str):
+        """Time a phase (load, data, train, evaluate, save) into ``timings``; one log line when it is done."""
         start = time.perf_counter()
         try:
             yield
         finally:
             self.results.timings[f"{name}_s"] = round(time.perf_counter() - start, 3)
+        if self.write:
+            log.info("%s done in %.1f s", name, self.results.timings[f"{name}_s"])
 
     def complete(self) -> None:
         self._finish("completed")

@@ -11,6 +11,9 @@ missing or failed.
     python -m repcali.sweeps status main_table [overrides]   # done / failed / interrupted / running / missing
     python -m repcali.sweeps run main_table [overrides]      # every part in turn
     python -m repcali.sweeps plan main_table [--gpu a100]    # runs, tokens, FLOPs, GPU-hours (repcali/plan.py)
+    python -m repcali.sweeps plan main_table --budget 200    # the paper's claims 200 GPU-hours can test (budget.py)
+    python -m repcali.sweeps prefetch main_table [overrides] # fetch, check its models and data (repcali/prefetch.py)
+    python -m repcali.sweeps prefetch --run model=bart task=xsum   # the same for one run's overrides
     python -m repcali.sweeps tune runs/lambda_search/xsum/t5_base   # write a finished search's best λ again
 
 ``status`` runs nothing: it reads ``results.json`` where ``train.py`` records each grid point
@@ -24,7 +27,14 @@ of listing points.
 
 from __future__ import annotations
 
+import os
+
+from repcali.threads import wait_policy
+
+os.environ.update(wait_policy(os.environ))  # first, before anything loads torch: waiting threads sleep, never spin
+
 import argparse
+import math
 import re
 import signal
 import subprocess
@@ -37,6 +47,7 @@ from repcali import grid
 from repcali.config import PROJECT_ROOT
 from repcali.errors import RepCaliError
 from repcali.ownership import shown_status
+from repcali.precision import trainer_override
 from repcali.results import InvalidResults, read_results
 
 SWEEPS_DIR = PROJECT_ROOT / "sweeps"
@@ -142,25 +153,54 @@ def plan(name: str, overrides: list[str] = (), **options) -> str:
     return report(name, {part: grid.points(part, overrides) for part in parts(name)}, **options)
 
 
+def budget(name: str, overrides: list[str] = (), **options) -> str:
+    """Which of the paper's claims sweep ``name`` can test within a budget (:mod:`repcali.budget`); the chosen
+    cells are written as the sweep ``<name>_budget`` (a folder in ``sweeps/``, replaced each time)."""
+    from repcali.budget import plan_budget, report_budget, write_sweep
+
+    plan = plan_budget(name, {part: grid.points(part, overrides) for part in parts(name)}, **options)
+    return report_budget(plan, write_sweep(plan, SWEEPS_DIR / f"{name}_budget", SWEEPS_DIR))
+
+
+def _spread(text: str) -> tuple[tuple[str, str], float]:
+    """``task:metric=std`` (``--spread multiwoz:inform=2.0``)."""
+    where, _, std = text.partition("=")
+    task, _, metric = where.partition(":")
+    try:
+        value = float(std)
+    except ValueError:
+        value = math.nan
+    if not (task and metric and math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not task:metric=std (e.g. multiwoz:inform=2.0)")
+    return (task, metric), value
+
+
 def main(argv: list[str] | None = None) -> None:
     from repcali.plan import GPUS
 
     cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_argument("command", choices=("list", "status", "run", "plan", "tune"))
+    cli.add_argument("command", choices=("list", "status", "run", "plan", "tune", "prefetch"))
     cli.add_argument("name", nargs="?", help="a sweep: a file or folder in sweeps/ (tune: a search's folder)")
     cli.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py -m")
     cli.add_argument("--gpu", choices=sorted(GPUS), default="h100", help="plan: the GPU (default h100)")
     cli.add_argument("--mfu", type=float, help="plan: training MFU instead of the measured or assumed one")
     cli.add_argument("--mfu-generate", type=float, help="plan: generation MFU instead of the measured or assumed")
     cli.add_argument("--by", choices=("model", "task"), help="plan: subtotals by backbone or task")
+    cli.add_argument("--budget", type=float, help="plan: GPU-hours; which of the paper's claims they can test")
+    cli.add_argument(
+        "--spread", type=_spread, action="append", default=[], help="plan --budget: task:metric=std, a run's seed std"
+    )
+    cli.add_argument("--run", action="store_true", help="prefetch: the arguments are one run's overrides (train.py's)")
     args = cli.parse_intermixed_args(argv)
     if args.command == "list":
         kinds = {True: " (a search: trials chosen as it runs)", False: ""}
         print("\n".join(f"{name}: {' '.join(parts(name))}{kinds[is_search(parts(name)[0])]}" for name in available()))
         return
-    if not args.name:
+    if not args.name and not (args.command == "prefetch" and args.run):
         cli.error(f"name a sweep: one of {available()}" if args.command != "tune" else "name a search's folder")
     try:
+        if problem := trainer_override(args.overrides):  # trainer.bf16=true: precision=bf16 (repcali/precision.py)
+            raise RepCaliError(problem)
         if args.command == "tune":
             from repcali.tuning import write_best_from
 
@@ -179,9 +219,18 @@ def main(argv: list[str] | None = None) -> None:
                 found += status(part, args.overrides)
                 print(format_status([run for run in found if run.part == part], counts=False), flush=True)
             print(format_status(found, lines=False))
+        elif args.command == "prefetch":
+            from repcali.prefetch import prefetch, run_configs, sweep_configs
+
+            arguments = [*filter(None, [args.name]), *args.overrides]  # --run: every argument is an override
+            configs = run_configs(arguments) if args.run else sweep_configs(args.name, args.overrides)
+            prefetch(configs, again=" ".join(["--run"] * args.run + arguments))
         elif args.command == "plan":
-            options = dict(gpu_name=args.gpu, train_mfu=args.mfu, generate_mfu=args.mfu_generate, by=args.by)
-            print(plan(args.name, args.overrides, **options))
+            options = dict(gpu_name=args.gpu, train_mfu=args.mfu, generate_mfu=args.mfu_generate)
+            if args.budget is None:
+                print(plan(args.name, args.overrides, **options, by=args.by))
+            else:
+                print(budget(args.name, args.overrides, **options, budget=args.budget, spreads=dict(args.spread)))
         else:
             sys.exit(run(args.name, args.overrides))
     except RepCaliError as error:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
 from collections.abc import Sequence
 from copy import deepcopy
-from dataclasses import fields
-from difflib import get_close_matches
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from transformers import (
     DataCollatorForSeq2Seq,
     EarlyStoppingCallback,
     GenerationConfig,
+    PrinterCallback,
     Seq2SeqTrainingArguments,
     TrainerCallback,
 )
@@ -27,10 +27,16 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from repcali.checkpoints import CHECKPOINTS_DIR, Checkpointer
 from repcali.config import selection_metric, selects
+from repcali.console import quiet
 from repcali.errors import RepCaliError, one_line
 from repcali.formatters import detokenize_wordpiece, join_cjk
 from repcali.methods import unwrap
+from repcali.precision import check_trainer_keys, run_precision, trainer_arguments, use_tf32
 from repcali.sharding import unsharded
+from repcali.validate import check_trainer
+
+log = logging.getLogger("repcali")
+losses = logging.getLogger("repcali.trainer")  # train.log's; the console shows them with -v (repcali/console.py)
 
 
 class RunningLoss:
@@ -86,7 +92,7 @@ class FiniteLoss(TrainerCallback):
         if not math.isfinite(total):
             raise RepCaliError(
                 f"Training loss became {'nan' if math.isnan(total) else total} by step {step}. "
-                "Fix: lower trainer.learning_rate, set trainer.max_grad_norm, or use fp32/bf16 instead of fp16."
+                "Fix: lower trainer.learning_rate, set trainer.max_grad_norm, or set precision=fp32."
             )
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -95,6 +101,25 @@ class FiniteLoss(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.check(state.global_step)
+
+
+class LogLines(TrainerCallback):
+    """The Trainer's logs as log lines: each validation on the console and in ``train.log``, the training
+    losses in ``train.log``. The Trainer's own (a progress bar's writes, or ``PrinterCallback``'s dicts)
+    reached the console only, so a run's log held no loss."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        shown = ", ".join(
+            f"{name.removeprefix('eval_')} {f'{value:.4g}' if isinstance(value, float) else value}"
+            for name, value in logs.items()
+            if not name.endswith("_per_second")
+        )
+        if any(name.startswith("eval_") for name in logs):
+            log.info("validation at step %d of %d: %s", state.global_step, state.max_steps, shown)
+        else:
+            losses.info("step %d of %d: %s", state.global_step, state.max_steps, shown)
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
@@ -166,6 +191,15 @@ class Seq2SeqTrainer(transformers.Seq2SeqTrainer):
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
         return sampler
+
+    def _issue_warnings_after_load(self, load_result):
+        """A tied weight (the input embeddings and LM head that share one tensor) is saved once, under its
+        source's name; loading the best checkpoint then warned that the others were missing, losing nothing."""
+        tied = getattr(unwrap(self.model), "all_tied_weights_keys", None) or {}
+        missing = [key for key in load_result.missing_keys if key not in tied]
+        if len(missing) < len(load_result.missing_keys):
+            load_result = load_result._replace(missing_keys=missing)
+        super()._issue_warnings_after_load(load_result)
 
     def _get_eval_sampler(self, eval_dataset):
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
@@ -247,7 +281,10 @@ def training_arguments(
     interval and at the end of training, :class:`~repcali.checkpoints.Checkpointer` on the clock.
     """
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    check_trainer_keys(kwargs)  # bf16 / fp16 / tf32 are the run's precision's (repcali/precision.py)
     _check_keys(kwargs)
+    kwargs.setdefault("dataloader_pin_memory", torch.cuda.is_available())  # without CUDA torch warns at each loader
+    kwargs.setdefault("disable_tqdm", quiet())  # train.py without -v: no progress bars (repcali/console.py)
     every_steps = cfg.checkpoint.every_steps
     if every_steps is not None and every_steps < 1:
         raise RepCaliError(f"checkpoint.every_steps={every_steps}. Fix: a positive number of steps, or null.")
@@ -260,6 +297,8 @@ def training_arguments(
         predict_with_generate=True,
         generation_config=generation,
     )
+    precision = run_precision(cfg)  # precision=auto resolved here: bf16 on a GPU with bf16, else fp32
+    kwargs.update(trainer_arguments(precision))
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         kwargs.setdefault("use_cpu", True)  # else accelerate sees no distributed run: each process trains alone
     if selects(cfg):
@@ -271,6 +310,7 @@ def training_arguments(
             f"Bad trainer option: {one_line(error)}. Fix: correct the trainer.* value it names."
         ) from None
     _check_values(args)
+    use_tf32(precision)
     return args
 
 
@@ -290,16 +330,10 @@ def selection_arguments(cfg: DictConfig) -> dict:
 
 
 def _check_keys(trainer: dict) -> None:
-    known = {field.name for field in fields(Seq2SeqTrainingArguments) if field.init}
     for key in trainer:
         if key in RUN_OWNED:
             raise RepCaliError(f"trainer.{key} is set by the run. Fix: remove it; set {RUN_OWNED[key]} instead.")
-        if key not in known:
-            close = "".join(f"trainer.{name}, or " for name in get_close_matches(key, known, n=1))
-            raise RepCaliError(
-                f"trainer.{key} is not a Seq2SeqTrainingArguments field. Fix: use {close}a field listed in the "
-                "transformers documentation of Seq2SeqTrainingArguments."
-            )
+    check_trainer(trainer)  # each key a Seq2SeqTrainingArguments field, each value of its type
 
 
 def _check_values(args: Seq2SeqTrainingArguments) -> None:
@@ -336,6 +370,8 @@ def build_trainer(cfg: DictConfig, model, tokenizer, data, run_dir: Path, report
     if selecting and cfg.task.selection.patience is not None:
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.task.selection.patience))
     trainer.add_callback(FiniteLoss(trainer.running_loss))
+    trainer.remove_callback(PrinterCallback)  # without progress bars it prints each log as a dict: LogLines logs it
+    trainer.add_callback(LogLines())
     return trainer
 
 

@@ -64,7 +64,7 @@ def tuned_lambda(root: DictConfig) -> float:
         log.log(
             logging.DEBUG if _warned else logging.WARNING,
             "calib=tuned: no λ searched for %s on %s in %s; using λ = %s (and for any other backbone and task "
-            "without one). Fix: run the λ search (README, 'The protocol').",
+            "without one). Fix: run the λ search (docs/protocol.md).",
             model,
             task,
             root.tuned_file,

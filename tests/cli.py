@@ -89,10 +89,11 @@ def here(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     saved_handlers, saved_level, known_handlers = root.handlers[:], root.level, logging._handlerList[:]
     saved_hydra = GlobalHydra.instance().hydra  # a compose fixture's, given back after
     stdout, stderr = io.StringIO(), io.StringIO()
+    environment = _environment(env)  # before the clear: with env=None, this process's environment
     try:
         _fresh_logging_and_hydra()
         os.environ.clear()
-        os.environ.update(_environment(env))
+        os.environ.update(environment)
         sys.argv = argv
         os.chdir(ROOT)
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):

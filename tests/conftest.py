@@ -12,13 +12,20 @@ os.environ.update(
     WANDB_MODE="disabled",
     WANDB_SILENT="true",
     TOKENIZERS_PARALLELISM="false",
-    # Tiny models: one thread is fastest, and several spin-wait badly on a shared 2-core CI machine.
-    OMP_NUM_THREADS="1",
     HF_DATASETS_CACHE=os.path.join(tempfile.gettempdir(), f"repcali-tests-{os.getuid()}", "datasets"),
     REPCALI_CACHE_DIR=os.path.join(tempfile.gettempdir(), f"repcali-tests-{os.getuid()}", "cache"),  # composed grids
     # where transformers copies a checkpoint's own code (the trust_remote_code tests), not ~/.cache
     HF_MODULES_CACHE=os.path.join(tempfile.gettempdir(), f"repcali-tests-{os.getuid()}", "modules"),
 )
+
+from repcali.threads import started_together, wait_policy  # noqa: E402 (loads nothing heavy)
+
+# The product's thread policy (repcali/threads.py), as its commands apply it, not a fixed OMP_NUM_THREADS (which
+# hid the collapse of concurrent runs, issue 20): waiting threads sleep (set before torch loads), and the
+# pytest-xdist workers are processes started together, each told so as a launcher tells its jobs (every process
+# a test starts inherits it), so that each computes on its share of the cores.
+os.environ.update(wait_policy(os.environ))
+os.environ.update(started_together(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 import pytest  # noqa: E402
 from hydra import compose  # noqa: E402

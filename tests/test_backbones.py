@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from importlib import resources
 from pathlib import Path
 
@@ -12,19 +13,21 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingArguments
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, BertTokenizer, Seq2SeqTrainingArguments
 
 import repcali.modeling
 from repcali import RepCaliError, attach_repcali
 from repcali.calibration import find_block
+from repcali.config import unknown_choice
+from repcali.errors import one_line
 from repcali.formatters import FORMATTERS, detokenize_wordpiece
 from repcali.identity import RunIdentity
 from repcali.metrics import METRICS
-from repcali.modeling import load_backbone, load_model
+from repcali.modeling import load_backbone, load_model, weights_dtype
 from repcali.runs import RunRecord
 from repcali.training import DataCollator, Seq2SeqTrainer, spaces_punctuation
 from tests.grid import ALIASES, MODELS, ROOT, TASKS, data_overrides
-from tests.tiny import BUILDERS
+from tests.tiny import BUILDERS, _chinese_texts
 
 # family -> (a backbone config of that family, the task it runs on here): every family and every task once
 FAMILY_RUNS = {
@@ -276,3 +279,91 @@ def test_minilm_bert2bert_defaults_learn_input_dependent_summaries(compose_train
     train_and_evaluate(cfg, tmp_path, record)
     predictions = [json.loads(line)["prediction"] for line in (tmp_path / "predictions.jsonl").open()]
     assert all(predictions) and len(set(predictions)) == 4, predictions
+
+
+@pytest.fixture
+def float16_t5(tiny_family, tmp_path) -> Path:
+    """A tiny T5 saved in float16, as facebook/bart-large's pytorch_model.bin is stored (its pickle imports
+    torch.HalfStorage: https://huggingface.co/facebook/bart-large/tree/main)."""
+    folder = tmp_path / "t5-float16"
+    AutoModelForSeq2SeqLM.from_pretrained(tiny_family("t5")).half().save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_family("t5")).save_pretrained(folder)
+    assert AutoModelForSeq2SeqLM.from_pretrained(folder).dtype == torch.float16  # what transformers 5 does unasked
+    return folder
+
+
+def test_a_float16_checkpoint_trains_and_is_saved_in_float32(compose_train, float16_t5, tmp_path):
+    """model.dtype (float32) through the run's own path: loaded, trained, recorded and saved in float32."""
+    from repcali.experiment import train_and_evaluate
+
+    cfg = compose_train(
+        "model=t5_small", f"model.name_or_path={float16_t5}", "task=xsum", *data_overrides("xsum"), *FAST
+    )
+    cfg.task.metrics = ["rouge"]
+    record = RunRecord(tmp_path, cfg)
+    train_and_evaluate(cfg, tmp_path, record)
+
+    assert cfg.model.dtype == "float32" and record.results.weights_dtype == "float32"
+    saved = load_file(tmp_path / "model" / "model.safetensors")
+    assert {tensor.dtype for tensor in saved.values()} == {torch.float32}
+    assert weights_dtype(load_model(tmp_path / "model")) == "float32"
+
+
+def test_model_dtype_bfloat16_loads_bfloat16_weights_and_float16_is_not_offered(compose_train, float16_t5):
+    cfg = compose_train("model=t5_small", f"model.name_or_path={float16_t5}", "model.dtype=bfloat16")
+    model, _ = load_backbone(cfg.model)
+    assert weights_dtype(model).partition("+")[0] == "bfloat16"
+    assert (
+        unknown_choice(["model.dtype=float16"]) == "Unknown model.dtype 'float16'. Fix: use one of float32, bfloat16."
+    )
+
+
+# fnlp/bart-base-chinese's tokenizer_config.json as published (version 2.0, 479 bytes), less its two paths on the
+# authors' machines: no tokenizer class (https://huggingface.co/OpenMOSS-Team/bart-base-chinese/blob/main/
+# tokenizer_config.json); the repo has vocab.txt and no tokenizer.json (https://huggingface.co/fnlp/bart-base-chinese/tree/main).
+PUBLISHED_CHINESE_BART_TOKENIZER_CONFIG = {
+    **{"do_lower_case": False, "do_basic_tokenize": True, "never_split": None, "unk_token": "[UNK]"},
+    **{"sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"},
+    **{"tokenize_chinese_chars": True, "strip_accents": None, "tokenizer_file": None},
+}
+
+
+def test_chinese_bart_gets_the_tokenizer_its_repo_does_not_name(compose_train, tiny_family, tmp_path):
+    """AutoTokenizer reads the published layout as BART's byte-level BPE and finds no token in Chinese text;
+    model.tokenizer_class=BertTokenizer (conf/model/bart_base_chinese.yaml) reads it as it was trained."""
+    folder = tmp_path / "bart-base-chinese"
+    shutil.copytree(tiny_family("bart_chinese"), folder)
+    (folder / "tokenizer.json").unlink()
+    (folder / "tokenizer_config.json").write_text(json.dumps(PUBLISHED_CHINESE_BART_TOKENIZER_CONFIG))
+    text = "".join(_chinese_texts()[0].split())[:6]
+    guessed = AutoTokenizer.from_pretrained(folder)
+    assert not isinstance(guessed, BertTokenizer) and guessed.tokenize(text) != list(text)
+
+    cfg = compose_train("model=bart_base_chinese", f"model.name_or_path={folder}", "task=lcsts")
+    assert cfg.model.tokenizer_class == "BertTokenizer"
+    _, tokenizer = load_backbone(cfg.model, cfg.task.language)
+    assert isinstance(tokenizer, BertTokenizer) and tokenizer.tokenize(text) == list(text)
+    assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"]
+
+
+def test_an_unknown_tokenizer_class_is_refused_in_one_line(compose_train, tiny_family):
+    cfg = compose_train(
+        "model=bart_base_chinese", f"model.name_or_path={tiny_family('bart_chinese')}", "model.tokenizer_class=Bert"
+    )
+    with pytest.raises(RepCaliError, match=r"^model.tokenizer_class='Bert' is not a tokenizer class .* Fix: name one"):
+        load_backbone(cfg.model)
+
+
+def test_a_model_not_downloaded_offline_fails_in_one_whole_line_that_names_the_prefetch(compose_train):
+    """Offline (the tests' HF_HUB_OFFLINE=1) and not in the cache: the library's whole message, on one line (it
+    used to be cut at 200 characters, mid-URL), the model, and the command that fetches it."""
+    missing = "repcali-tests/no-such-model"
+    cfg = compose_train("model=t5_small", f"model.name_or_path={missing}")
+    with pytest.raises(RepCaliError) as caught:
+        load_backbone(cfg.model)
+    with pytest.raises(OSError) as library:
+        AutoTokenizer.from_pretrained(missing)
+    message = str(caught.value)
+    assert "\n" not in message and one_line(library.value) in message and len(one_line(library.value)) > 200
+    assert f"model {missing!r}" in message and "HF_HUB_OFFLINE=1" in message
+    assert "Fix: fetch it where there is network, python -m repcali.sweeps prefetch --run model=t5_small" in message

@@ -54,6 +54,9 @@ SURVIVE = [
     "checkpoint.every_steps=2",
     "checkpoint.every_minutes=null",
     "calib=on",
+    # One thread for every run here: runs forked from this process compute on one (repcali/threads.py), and
+    # runs compare bit for bit only at one thread count.
+    "run.threads=1",
 ]
 ENV = {**os.environ, "HYDRA_FULL_ERROR": "0"}
 # the tests that compare with the uninterrupted reference run share one pytest-xdist worker: one reference

@@ -50,7 +50,7 @@ def test_the_command_line_check_reads_sweeps_and_passes_valid_choices():
         (["trainer.learning_rate=nan"], "trainer.learning_rate=nan cannot train. Fix: "),
         (["trainer.num_train_epochs=0"], "trainer.num_train_epochs=0 with no trainer.max_steps trains nothing. Fix: "),
         (["trainer.warmup_steps=-1"], "Bad trainer option: Got warmup_steps = -1"),  # the Trainer's own check
-        (["trainer.eval_strategy=often"], "Bad trainer option: often is not a valid IntervalStrategy"),
+        (["trainer.eval_strategy=often"], "trainer.eval_strategy='often' is not one of no, steps, epoch"),
     ],
 )
 def test_a_config_that_cannot_run_is_refused_in_one_line(compose_train, tmp_path, overrides, message):

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from repcali import launchers
 from repcali.results import RESULTS_NAME, read_results
+from repcali.threads import available_cores, concurrent_jobs
 from tests import cli
 from tests.grid import ROOT
 from tests.test_train import FAST
@@ -125,6 +126,18 @@ def sweep(runs: Path, *overrides: str) -> cli.Started:
     return cli.start("train.py", "-m", *SWEEP, f"runs_dir={runs}", *overrides, output=runs.with_suffix(".out"))
 
 
+def job_threads() -> tuple[str, int, int]:
+    """What each of the sweep's 2 runs, started together by a local launcher, computes with: its share of the
+    cores of this process's share (repcali/threads.py), recorded as results.json's host.threads."""
+    jobs = concurrent_jobs() * 2
+    return "share", max(1, available_cores() // jobs), jobs
+
+
+def threads_of(runs: dict[str, object]) -> set[tuple[str, int, int]]:
+    threads = [run.host["threads"] for run in runs.values()]
+    return {(each["from"], each["count"], each["jobs"]) for each in threads}
+
+
 def completed_runs(runs: Path) -> dict[str, object]:
     found = {str(path.parent.relative_to(runs)): read_results(path.parent) for path in runs.rglob(RESULTS_NAME)}
     assert len(found) == 2 and all(results.status == "completed" for results in found.values()), found
@@ -156,9 +169,10 @@ def preempt_one_job(process: cli.Started, runs: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def basic(tmp_path_factory) -> Path:
-    """The sweep through Hydra's basic launcher, in this process: what the submitit one must give."""
+    """The sweep through Hydra's basic launcher, in this process: what the submitit one must give (at a submitit
+    job's thread count: the results are compared exactly)."""
     runs = tmp_path_factory.mktemp("basic") / "runs"
-    process = cli.here("train.py", "-m", *SWEEP, f"runs_dir={runs}")
+    process = cli.here("train.py", "-m", *SWEEP, f"runs_dir={runs}", f"run.threads={job_threads()[1]}")
     assert process.returncode == 0, process.stderr[-3000:]
     return runs
 
@@ -192,6 +206,8 @@ SAME_SWEEPS = pytest.mark.xdist_group("cluster-sweeps")
 def test_submitit_local_sweep_completes_every_run_and_gives_the_basic_launchers_tables(basic, submitted):
     runs, _ = submitted
     assert completed_runs(runs).keys() == completed_runs(basic).keys()
+    assert threads_of(completed_runs(runs)) == {job_threads()}  # each job its share: cores / (jobs at once)
+    assert threads_of(completed_runs(basic)) == {("run.threads", job_threads()[1], concurrent_jobs())}
     through_submitit, through_basic = tables(runs), tables(basic)
     assert set(through_basic) == {"smoke.csv", "smoke.md", "smoke.tex"}
     assert through_submitit == through_basic
@@ -225,7 +241,7 @@ def test_one_machine_with_two_gpus_runs_a_sweep_one_gpu_per_worker(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "5,7"}
     process = cli.start(*command, "hydra/launcher=local_gpus", "cluster.gpus_per_node=2", env=env)
     assert process.wait(timeout=900) == 0, process.stderr[-3000:]
-    completed_runs(runs)
+    assert threads_of(completed_runs(runs)) == {job_threads()}  # not loky's OMP_NUM_THREADS: the policy's share
     gpus = {
         line.split("runs on GPU ")[1][0]
         for log in runs.rglob("train.log")

@@ -72,6 +72,13 @@ def test_relative_paths_resolve_against_the_project_root(tokenizer, monkeypatch,
             },
             "template uses column 'article'",
         ),
+        (
+            {
+                "data_files": {"train": str(XSUM / "train.jsonl"), "test": str(XSUM / "test.jsonl")},
+                "keep_rows": {"test": {"category": ["news"]}},
+            },
+            r"task.keep_rows.test filters on \['category'\], which the 'test' rows lack",
+        ),
         ({}, "Could not load dataset 'EdinburghNLP/xsum' from the Hugging Face hub"),
         ({"dataset": None}, "has neither task.dataset nor task.data_files"),
     ],

@@ -250,7 +250,8 @@ def test_calib_train_frozen_composes_only_with_full_and_frozen(tiny_dirs):
         (
             "lora",
             {"rank": 8},
-            "method.options.rank is not an option of method=lora. Fix: use fields of peft.LoraConfig",
+            "method.options.rank is not an option of method=lora. Fix: use method.options.r, or fields of "
+            "peft.LoraConfig",
         ),
         (
             "adapter",
@@ -316,6 +317,21 @@ def test_weights_saved_for_other_options_fail_to_load_with_a_fix(tiny_dirs, tmp_
     (tmp_path / METHOD_CONFIG_NAME).write_text(json.dumps(spec))
     with pytest.raises(RepCaliError, match="do not match method=adapter.*Fix: "):
         load_model(tmp_path)
+
+
+def test_a_method_reloads_its_backbone_in_the_dtype_it_trained_in(tiny_dirs, tmp_path):
+    """facebook/bart-large stores float16; a LoRA run trains it in float32 (model.dtype) and must reload so."""
+    half = tmp_path / "half"
+    AutoModelForSeq2SeqLM.from_pretrained(tiny_dirs["t5"], dtype=torch.float16).save_pretrained(half)
+    tokenizer, batch, labels = inputs(tiny_dirs, "t5")
+    torch.manual_seed(0)
+    model = apply_method(AutoModelForSeq2SeqLM.from_pretrained(half, dtype=torch.float32), "lora", OPTIONS["lora"])
+    train_steps(model, batch, labels)
+    save_model(model, tokenizer, tmp_path / "run", base_model=str(half))
+    reloaded = load_model(tmp_path / "run")
+    assert {p.dtype for p in reloaded.parameters()} == {torch.float32}
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch, labels=labels).logits, model(**batch, labels=labels).logits)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -7,7 +7,7 @@ spreads, and a seed std 4 to 6 times the test set's own standard error of Δ̂ (
 0.69 at k = 10). Every replicate is one slice of a (seeds, examples, replicates) array, so each
 simulation is one vectorised call.
 
-Power (stated in the README): with these variances, 80 % power at α = 0.05 takes a true Δ of
+Power (stated in docs/tables.md): with these variances, 80 % power at α = 0.05 takes a true Δ of
 4.46 (1.1 seed std) with 10 seeds, 7.28 (1.8 seed std) with 5 and 13.9 (3.5 seed std) with 3; the
 simulation checks Δ = 4.5 at k = 10 and Δ = 14 at k = 3.
 """

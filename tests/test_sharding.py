@@ -25,9 +25,9 @@ GPUS = torch.cuda.device_count()
 
 
 @pytest.mark.parametrize("option", sorted(SHARDED))
-def test_sharded_trainer_configs_compose_with_bf16_and_their_engine(compose_train, option):
-    cfg = compose_train(f"trainer={option}")
-    assert engine(cfg.trainer) == SHARDED[option] and cfg.trainer.bf16 is True
+def test_sharded_trainer_configs_compose_with_their_engine_and_precision_auto(compose_train, option):
+    cfg = compose_train(f"trainer={option}")  # bf16 where the GPU has it: precision=auto (repcali/precision.py)
+    assert engine(cfg.trainer) == SHARDED[option] and cfg.precision == "auto" and "bf16" not in cfg.trainer
     assert cfg.trainer.learning_rate == cfg.model.learning_rate  # the default trainer's settings underneath
     if option == "fsdp":
         assert cfg.trainer.fsdp_config.auto_wrap_policy == "TRANSFORMER_BASED_WRAP"  # model._no_split_modules

@@ -14,6 +14,7 @@ from repcali.compose import Composer, compose, hydra_compose
 from repcali.results import RESULTS_NAME, read_results
 from repcali.runs import RunRecord
 from tests import cli
+from tests.test_console import assert_quiet
 from tests.test_train import FAST
 
 CHINESE_TASKS = {"csds", "lcsts"}
@@ -110,6 +111,7 @@ def test_a_sweep_runs_reruns_nothing_and_feeds_status_tables_and_tsne(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     results = sorted(runs.rglob(RESULTS_NAME))
     assert len(results) == 2 and all(read_results(path.parent).status == "completed" for path in results)
+    assert_quiet(first.stdout + first.stderr, [path.parent for path in results])  # no warning twice; losses logged
     stamps = [path.stat().st_mtime_ns for path in results]
 
     second = sweep(runs, here=True)
@@ -125,7 +127,9 @@ def test_a_sweep_runs_reruns_nothing_and_feeds_status_tables_and_tsne(tmp_path):
     assert [run.status for run in wider] == ["done", "done", "missing", "missing"]
     with hydra_compose():  # seed 2, calib=off fails: recorded where train.py would record it
         cfg = Composer()(list(wider[2].job))
-    RunRecord(wider[2].run_dir, cfg).fail(RuntimeError("CUDA out of memory"))
+    record = RunRecord(wider[2].run_dir, cfg)
+    record.results.precision = "fp32"  # as repcali.experiment records it, from the start
+    record.fail(RuntimeError("CUDA out of memory"))
     listing = cli.here("-m", "repcali.sweeps", "status", "smoke", "seed=1,2", *overrides).stdout
     assert "failed   seed=2 calib=off" in listing and "(CUDA out of memory)" in listing
     assert listing.strip().endswith("4 runs: 2 done, 1 failed, 0 running, 1 missing")

@@ -17,8 +17,9 @@ from transformers import AutoTokenizer
 from repcali import RepCaliError
 from repcali.data import build_task_data
 from repcali.formatters import anlg, classification, csds, get_formatter, join_cjk, multiwoz, webnlg
-from repcali.metrics import coco_unavailable, compute, mwzeval_input
+from repcali.metrics import by_category, coco_unavailable, compute, mwzeval_input
 from repcali.results import read_results
+from repcali.runs import PREDICTIONS_NAME, write_predictions
 from tests import cli
 from tests.grid import FIXTURES, ROOT, TASK_FILES, data_overrides
 
@@ -26,7 +27,8 @@ from tests.grid import FIXTURES, ROOT, TASK_FILES, data_overrides
 EXPECTED = {
     "xsum": (16, 8, 1),
     "cnn_dailymail": (4, 2, 1),
-    "webnlg": (4, 2, 2),  # 3 rows with 4 lexicalisations; a test row with 2
+    "webnlg": (4, 2, 2),  # 3 rows with 4 lexicalisations; a test row with 2; of the 4 test rows, the 2 not in
+    # the set with references (task.keep_rows) are dropped
     "common_gen": (4, 2, 2),  # 3 validation rows, 2 of one concept set
     "anlg": (4, 2, 2),  # 3 validation rows, 2 of one observation pair
     "multiwoz": (3, 1, 1),  # one example per system turn
@@ -139,6 +141,21 @@ def test_multi_reference_bleu_rouge_and_chrf_use_every_reference():
     assert scores.settings["bleu"]["max_references"] == 2
     single = compute(["bleu"], predictions[:1], [references[0][:1]]).corpus["bleu"]
     assert single < 100.0
+
+
+def test_the_primary_metric_is_scored_on_each_category_apart_and_written_with_each_prediction(tmp_path):
+    predictions = ["the horse eats hay", "dogs run", "the horse eats hay in the barn"]
+    references = [["the horse eats hay"], ["a cat sleeps"], ["the horse eats hay"]]
+    categories = ["Animal", "Pet", "Animal"]
+    found = by_category(["bleu", "rouge"], "rouge1", predictions, references, categories)
+    animal = compute(["rouge"], predictions[::2], references[::2]).corpus["rouge1"]
+    assert found == {"Animal": {"rouge1": animal, "n_examples": 2}, "Pet": {"rouge1": 0.0, "n_examples": 1}}
+    assert 0 < animal < 100
+    write_predictions(tmp_path, ["a", "b", "c"], predictions, references, {}, categories)
+    lines = [json.loads(line) for line in (tmp_path / PREDICTIONS_NAME).read_text().splitlines()]
+    assert [line["category"] for line in lines] == categories
+    write_predictions(tmp_path, ["a", "b", "c"], predictions, references, {})  # a task without categories
+    assert all("category" not in json.loads(line) for line in (tmp_path / PREDICTIONS_NAME).read_text().splitlines())
 
 
 def test_join_cjk_drops_only_spaces_next_to_chinese_characters():

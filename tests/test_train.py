@@ -90,11 +90,16 @@ def outcome(run_dir: Path) -> dict:
 
 @pytest.mark.slow
 def test_calib_off_and_on_differ_only_in_the_block(tmp_path):
-    off = read_results(run_dir_of(train("calib=off", "save_model=false", runs_dir=tmp_path)))
+    off = read_results(run_dir_of(train("calib=off", "save_model=false", "run.threads=1", runs_dir=tmp_path)))
     on = read_results(run_dir_of(train("calib=on", "save_model=false", runs_dir=tmp_path)))
     assert off.params["added"] == 0 and on.params["added"] > 0
     assert off.params["backbone"] == on.params["backbone"]
-    assert off.run_dir != on.run_dir and off.identity.baseline == on.identity.baseline
+    assert off.run_dir != on.run_dir and off.identity.baseline == on.identity.baseline  # run.threads is not identity
+    # the thread count: run.threads where given, else this process's share of the cores (repcali/threads.py)
+    explicit, share = off.host["threads"], on.host["threads"]
+    assert (explicit["count"], explicit["from"], off.host["torch_threads"]) == (1, "run.threads", 1)
+    assert (share["count"], share["from"]) == (max(1, share["cores"] // share["jobs"]), "share")
+    assert share["jobs"] == int(os.environ["REPCALI_JOBS"])  # the pytest-xdist workers (tests/conftest.py)
 
 
 def test_default_config_composes_and_prints(tmp_path):
@@ -109,8 +114,8 @@ def test_default_config_composes_and_prints(tmp_path):
         ("model=__no_such_model__", "error: Unknown model '__no_such_model__'. Fix: use one of bart, bart_base, "),
         ("task=xsum,nope", "error: Unknown task 'nope'. Fix: use one of aclsum, anlg, "),
         ("+sweep=glob(nope*)", "requires --multirun"),  # extended sweep syntax: Hydra's own message
-        ("calib.lamda=0.5", "Key 'lamda' not in 'CalibConfig'"),
-        ("calib.lam=strong", "Value 'strong' of type 'str' could not be converted to Float"),
+        ("calib.lamda=0.5", "error: calib.lamda is not a setting of calib"),  # tests/test_validate.py: all of them
+        ("calib.lam=strong", "error: calib.lam='strong' is not a number"),
         ("calib.layernorm=bogus", "error: Unknown calib.layernorm 'bogus'. Fix: use one of post_add, on_delta, none."),
     ],
 )

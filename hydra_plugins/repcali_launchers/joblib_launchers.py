@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from repcali.launchers import OneGpu, visible_gpus
+from repcali.threads import SharedCores
 
 try:  # the `cluster` extra; without it Hydra's plugin scan must still import this module
     from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
@@ -23,4 +24,5 @@ if JoblibLauncher is not None:
                     f"error: hydra/launcher=local_gpus runs {count} jobs at once on GPUs {gpus}. Fix: set "
                     "cluster.gpus_per_node to the number of GPUs to use (at most those in CUDA_VISIBLE_DEVICES)."
                 )
-            super().setup(hydra_context=hydra_context, task_function=OneGpu(task_function, gpus), config=config)
+            shared = SharedCores(task_function, count)  # n_jobs workers at once: each its share of the cores
+            super().setup(hydra_context=hydra_context, task_function=OneGpu(shared, gpus), config=config)

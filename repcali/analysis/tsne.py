@@ -21,6 +21,12 @@ their centroid): t-SNE distances themselves carry little meaning.
 
 from __future__ import annotations
 
+import os
+
+from repcali.threads import wait_policy
+
+os.environ.update(wait_policy(os.environ))  # first, before anything loads torch: waiting threads sleep, never spin
+
 import argparse
 from pathlib import Path
 

@@ -22,6 +22,7 @@ from transformers import AutoModelForSeq2SeqLM
 
 from repcali.calibration import find_block
 from repcali.errors import RepCaliError, one_line
+from repcali.validate import closest
 
 METHOD_CONFIG_NAME = "method_config.json"
 METHOD_WEIGHTS_NAME = "method.safetensors"
@@ -55,7 +56,8 @@ class Method:
         known = [field.name for field in fields(self.options_class) if field.init]
         if unknown := sorted(set(given) - set(known)):
             raise RepCaliError(
-                f"method.options.{unknown[0]} is not an option of method={self.name}. Fix: {self._use(known)}."
+                f"method.options.{unknown[0]} is not an option of method={self.name}. Fix: "
+                f"{self._use(known, closest(unknown[0], known))}."
             )
         try:
             return self.options_class(**{**self.defaults(backbone), **given})
@@ -64,7 +66,9 @@ class Method:
                 f"method={self.name}: {one_line(error)}. Fix: correct that value in method.options."
             ) from None
 
-    def _use(self, known: list[str]) -> str:
+    def _use(self, known: list[str], near: str | None = None) -> str:
+        if near:
+            return f"use method.options.{near}, or {self._use(known).removeprefix('use ')}"
         if not known:
             return f"remove the method.options overrides; method={self.name} takes none"
         if len(known) > 6:
@@ -92,7 +96,10 @@ class Method:
         if state_dict is not None:
             raise RepCaliError(f"method={self.name} cannot be saved from a sharded model. Fix: method=full.")
         self.save_weights(model, directory)
-        spec = {**method_of(model), "base_model": base_model}
+        # the backbone's dtype: a hub checkpoint may store another (facebook/bart-large: float16), and reloading
+        # it as stored would not reproduce the trained model
+        dtype = str(unwrap(model).dtype).removeprefix("torch.")
+        spec = {**method_of(model), "base_model": base_model, "dtype": dtype}
         (directory / METHOD_CONFIG_NAME).write_text(json.dumps(spec, indent=2) + "\n")
         if base_model is None:
             unwrap(model).save_pretrained(directory / BACKBONE_DIR, state_dict=backbone_tensors(model))
@@ -103,7 +110,8 @@ class Method:
 
     def load(self, directory: Path, spec: dict[str, Any]) -> nn.Module:
         """Rebuild what :meth:`save` wrote (``spec``: its ``method_config.json``)."""
-        backbone = AutoModelForSeq2SeqLM.from_pretrained(spec["base_model"] or directory / BACKBONE_DIR)
+        dtype = getattr(torch, spec.get("dtype", "float32"))  # saved before the key existed: float32 (model.dtype)
+        backbone = AutoModelForSeq2SeqLM.from_pretrained(spec["base_model"] or directory / BACKBONE_DIR, dtype=dtype)
         model = self.load_weights(backbone, directory, spec["options"])
         model.repcali_method = {"name": self.name, "options": spec["options"]}
         return model.eval()

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+from repcali.threads import wait_policy
+
+os.environ.update(wait_policy(os.environ))  # first, before anything loads torch: waiting threads sleep, never spin
+
 import argparse
 import time
 from pathlib import Path

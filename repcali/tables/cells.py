@@ -1,10 +1,12 @@
 """Runs grouped into table cells: one setting (everything but the seed) over its seeds.
 
 A cell is a task × row (e.g. a backbone, or a backbone and a λ) × calibrated or not. Its runs
-share one :attr:`~repcali.identity.RunIdentity.setting`, so runs that differ in anything but the
-seed are never averaged together. A RepCali cell's baseline is the ``calib=off`` cell of the same
-table with the same :attr:`~repcali.identity.RunIdentity.baseline` hash: the same training
-without the block, compared seed by seed. Row fields are names of ``RunIdentity`` attributes.
+share one :attr:`~repcali.identity.RunIdentity.setting` and one resolved precision (what
+``precision=auto`` became on the run's machine, :mod:`repcali.precision`), so runs that differ in
+anything but the seed are never averaged together, nor a bf16 run on a GPU with an fp32 run of the
+same config on a CPU. A RepCali cell's baseline is the ``calib=off`` cell of the same table with the
+same :attr:`~repcali.identity.RunIdentity.baseline` hash and precision: the same training without
+the block, compared seed by seed. Row fields are names of ``RunIdentity`` attributes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from repcali.identity import BLOCK_OPTIONS, RunIdentity
+from repcali.precision import recorded
 from repcali.results import Results
 
 NOT_EVALUATION = {"train_loss"}  # in results.json metrics, but not a test-set score
@@ -40,6 +43,11 @@ class Run:
     @property
     def status(self) -> str:
         return self.shown or self.results.status
+
+    @property
+    def precision(self) -> str:
+        """What the run computed in (fp32, tf32, bf16), as its record says."""
+        return recorded(self.results.config, self.results.precision)
 
     @property
     def primary_metric(self) -> str | None:
@@ -71,6 +79,7 @@ class Cell:
     row: tuple  # values of the table's row fields; block options are None for a baseline
     calibrated: bool
     identity: RunIdentity  # of its first run (or of the grid point, for a missing cell)
+    precision: str | None = None  # what its runs computed in (None: a missing cell)
     runs: list[Run] = field(default_factory=list)
     expected_seeds: set = field(default_factory=set)
     baseline: Cell | None = None
@@ -145,14 +154,15 @@ def group(
     cells: dict[tuple, Cell] = {}
     for run in runs:
         if select(run.identity):
-            key = (*place(run.identity), run.identity.setting)
-            cells.setdefault(key, Cell(*place(run.identity), identity=run.identity)).runs.append(run)
+            key = (*place(run.identity), run.identity.setting, run.precision)
+            cell = Cell(*place(run.identity), identity=run.identity, precision=run.precision)
+            cells.setdefault(key, cell).runs.append(run)
     seeds: dict[tuple, set] = {}
     for entry in expected:
         seeds.setdefault(place(entry), set()).add(entry.seed)
     for position, entry in zip(map(place, expected), expected, strict=True):
         if not any(key[:3] == position for key in cells):
-            cells[(*position, None)] = Cell(*position, identity=entry)
+            cells[(*position, None, None)] = Cell(*position, identity=entry)
     observed_seeds = {run.identity.seed for cell in cells.values() for run in cell.runs}
     for key, cell in cells.items():
         cell.expected_seeds = seeds.get(key[:3], observed_seeds)
@@ -160,10 +170,10 @@ def group(
     baselines = {}
     for cell in sorted(cells.values(), key=lambda c: len(c.completed)):  # most completed runs wins
         if not cell.calibrated and cell.runs:
-            baselines[cell.runs[0].identity.baseline] = cell
+            baselines[cell.runs[0].identity.baseline, cell.precision] = cell
     for cell in cells.values():
         if cell.calibrated and cell.runs:
-            cell.baseline = baselines.get(cell.runs[0].identity.baseline)
+            cell.baseline = baselines.get((cell.runs[0].identity.baseline, cell.precision))
 
     grid_order = [place(entry) for entry in expected]
     order = {
@@ -178,7 +188,8 @@ def group(
 
         base = _base(cell.row, row_fields)
         setting = cell.runs[0].identity.setting if cell.runs else ""
-        return index("task", cell.task), index("base", base), cell.calibrated, index("row", cell.row), setting
+        row = index("row", cell.row)
+        return index("task", cell.task), index("base", base), cell.calibrated, row, setting, cell.precision or ""
 
     return sorted(cells.values(), key=sort_key)
 
@@ -195,7 +206,8 @@ def row_labels(cells: list[Cell], row_fields: tuple[str, ...]) -> dict[int, str]
     """A readable label per cell: fields that vary within the table, ``+ RepCali`` for calibrated rows.
 
     Two settings that would share a label (e.g. one backbone run with two learning rates in one
-    experiment) get their setting hash appended, so they are never mistaken for one another.
+    experiment) get their setting hash appended, and cells of one setting in two precisions their
+    precision, so they are never mistaken for one another.
     """
     shown = [
         name
@@ -212,6 +224,10 @@ def row_labels(cells: list[Cell], row_fields: tuple[str, ...]) -> dict[int, str]
     for cell in cells:
         seen.setdefault((cell.task, labels[id(cell)]), []).append(cell)
     for clash in (group for group in seen.values() if len(group) > 1):
+        settings = {cell.runs[0].identity.setting if cell.runs else "missing" for cell in clash}
         for cell in clash:
-            labels[id(cell)] += f" [{cell.runs[0].identity.setting if cell.runs else 'missing'}]"
+            setting = cell.runs[0].identity.setting if cell.runs else "missing"
+            parts = [setting] if len(settings) > 1 else []
+            parts += [cell.precision] if len({c.precision for c in clash}) > 1 and cell.precision else []
+            labels[id(cell)] += f" [{', '.join(parts)}]" if parts else ""
     return labels
