@@ -72,7 +72,7 @@ params: install ## Added parameters of RepCali and each method on T5-small/base/
 	mkdir -p docs
 	$(PY) -m repcali.params > docs/parameters.md.tmp && mv docs/parameters.md.tmp docs/parameters.md
 
-bench: install ## Benchmarks, quick (~7 min on 2 CPU cores): JSON + summary.md in benchmarks/results/quick
+bench: install ## Benchmarks, quick (~11 min on 2 CPU cores): JSON + summary.md in benchmarks/results/quick
 	$(OFFLINE) WANDB_MODE=disabled $(PY) -m benchmarks.run --mode quick
 
 bench-full: install ## Benchmarks, full mode (larger models, more rounds; calibration on GPU if present): results/full

@@ -1,6 +1,6 @@
 """Run the benchmarks; write one JSON per benchmark and a Markdown summary of every JSON in the folder.
 
-    python -m benchmarks.run                  # make bench: quick, under 5 minutes on 2 CPU cores
+    python -m benchmarks.run                  # make bench: quick, about 11 minutes on 2 CPU cores
     python -m benchmarks.run --mode full      # make bench-full
     python -m benchmarks.run --only startup tables_build   # some; the summary keeps the others' last figures
     python -m benchmarks.run --mode full --device cuda --only calibration_overhead --out benchmarks/results/gpu-h100
@@ -11,7 +11,7 @@ Benchmarks measure and report; none of them fails on a missed target (the summar
 Adding a benchmark: write ``benchmarks/<name>.py`` with ``run(mode, device) -> Benchmark``
 (``benchmarks.contract``: title, method text, rows, raw results; build each row's result, target
 and verdict with ``judged``, time variants with ``measure.interleave``), sized per mode (smoke:
-seconds, quick: a share of the 5 minutes of ``make bench``, full: as long as it needs), and add
+seconds, quick: a share of the ~11 minutes of ``make bench``, full: as long as it needs), and add
 ``<name>`` to ``BENCHMARKS`` below. Its figures go to ``<name>.json`` and a section of
 summary.md; check it with ``python -m benchmarks.run --mode smoke --only <name> --out /tmp/bench``.
 """

@@ -69,8 +69,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, stop: 
     from repcali.training import build_trainer, predict
 
     results = record.results
-    threads = use_threads(cfg.run.threads)  # here: the process that trains (a launcher's job or worker too)
-    results.host = {**host_info(), "threads": threads}
+    results.host = host_info()
     set_seed(cfg.seed)
     with record.timed("load"):
         model, tokenizer = load_backbone(cfg.model, cfg.task.language)
@@ -80,6 +79,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, stop: 
         if cfg.calib.enabled:
             attach_repcali(unwrap(model), repcali_config(cfg.calib))  # on the HF model inside a PEFT wrapper
     results.params = parameter_report(model, backbone_total)
+    # here: the process that trains (a launcher's job or worker too), sized for the model it trains
+    results.host["threads"] = use_threads(cfg.run.threads, results.params["total"])
     results.weights_dtype = weights_dtype(model)  # model.dtype as trained; autocast leaves it
     log.info("parameters: %s", results.params)
 

@@ -128,9 +128,11 @@ def sweep(runs: Path, *overrides: str) -> cli.Started:
 
 def job_threads() -> tuple[str, int, int]:
     """What each of the sweep's 2 runs, started together by a local launcher, computes with: its share of the
-    cores of this process's share (repcali/threads.py), recorded as results.json's host.threads."""
+    cores of this process's share (repcali/threads.py), recorded as results.json's host.threads; one thread,
+    for the tiny model, where that share is more."""
     jobs = concurrent_jobs() * 2
-    return "share", max(1, available_cores() // jobs), jobs
+    share = available_cores() // jobs
+    return ("small model", 1, jobs) if share > 1 else ("share", max(1, share), jobs)
 
 
 def threads_of(runs: dict[str, object]) -> set[tuple[str, int, int]]:

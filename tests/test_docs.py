@@ -205,10 +205,15 @@ FEW_STEPS = ["trainer.max_steps=2", "task.max_eval_samples=4", "task.selection.m
 
 def python(args: list[str], cheap: list[str], runs: Path) -> str:
     """``python <args>`` in this process, cheaply: ``train.py`` with ``cheap`` added (its runs into ``runs``);
-    a report of ``runs/...`` reads ``runs`` instead; the planner as it is (it runs nothing)."""
+    a report of ``runs/...`` reads ``runs`` instead; the planner as it is (it runs nothing); prefetch offline
+    (it refuses, naming what is not in the cache)."""
     if args[0] == "train.py":
         if "--cfg" not in args:
             args = [*args, *cheap, *([] if cheap == CONFIG_ONLY else [f"runs_dir={runs}"])]
+    elif args[:3] == ["-m", "repcali.sweeps", "prefetch"]:  # offline here: it names what it would download
+        done = cli.here(*args)
+        assert done.returncode == 0 or "not in the cache" in done.stderr, f"python {shlex.join(args)}: {done.stderr}"
+        return done.stdout
     elif args[:2] == ["-m", "repcali.report"]:
         args = [*args[:2], *(str(runs / a.removeprefix("runs/")) if a.startswith("runs/") else a for a in args[2:])]
     else:

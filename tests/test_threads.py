@@ -34,6 +34,8 @@ for module in %r:
 import torch
 from repcali.threads import use_threads
 policy = use_threads()
+os.environ["REPCALI_JOBS"] = "1"  # alone: a share of every core, but a small model computes on one
+small, large = use_threads(None, 400_000), use_threads(None, 50_000_000)
 os.environ["OMP_NUM_THREADS"] = "3"
 user = use_threads()
 explicit = use_threads(1)
@@ -50,7 +52,8 @@ while not (done := os.waitpid(child, os.WNOHANG))[0] and time.monotonic() < dead
 if not done[0]:
     os.kill(child, 9)
 child_exit = os.waitstatus_to_exitcode(done[1]) if done[0] else "hung"
-print(json.dumps(dict(seen=seen, policy=policy, user=user, explicit=explicit, child=child_exit)))
+found = dict(seen=seen, policy=policy, small=small, large=large, user=user, explicit=explicit, child=child_exit)
+print(json.dumps(found))
 """
 
 
@@ -121,6 +124,8 @@ def test_each_command_sets_the_wait_policy_before_torch_loads_and_a_run_takes_it
         "jobs": 2,
         "wait_policy": {"OMP_WAIT_POLICY": "PASSIVE"},
     }
+    assert (found["large"]["count"], found["large"]["from"]) == (cores, "share")
+    assert (found["small"]["count"], found["small"]["from"]) == (1, "small model" if cores > 1 else "share")
     assert (found["user"]["count"], found["user"]["from"]) == (3, "OMP_NUM_THREADS")  # the user's count stands
     assert (found["explicit"]["count"], found["explicit"]["from"]) == (1, "run.threads")  # above all
     assert found["child"] == 0  # forked after OpenMP started: one thread, finished

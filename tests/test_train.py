@@ -98,7 +98,8 @@ def test_calib_off_and_on_differ_only_in_the_block(tmp_path):
     # the thread count: run.threads where given, else this process's share of the cores (repcali/threads.py)
     explicit, share = off.host["threads"], on.host["threads"]
     assert (explicit["count"], explicit["from"], off.host["torch_threads"]) == (1, "run.threads", 1)
-    assert (share["count"], share["from"]) == (max(1, share["cores"] // share["jobs"]), "share")
+    each = share["cores"] // share["jobs"]  # a tiny model computes on one thread where its share is more
+    assert (share["count"], share["from"]) == ((1, "small model") if each > 1 else (max(1, each), "share"))
     assert share["jobs"] == int(os.environ["REPCALI_JOBS"])  # the pytest-xdist workers (tests/conftest.py)
 
 
