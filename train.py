@@ -41,7 +41,6 @@ from repcali.console import set_up
 from repcali.errors import RepCaliError
 from repcali.experiment import Outcome, run_experiment
 from repcali.ownership import RunBusy, lock_held
-from repcali.precision import trainer_override
 from repcali.redact import secret_in_overrides
 from repcali.report import metrics_table
 from repcali.results import RESULTS_NAME
@@ -124,12 +123,7 @@ def cli() -> None:
     value of the wrong type on the command line is refused in one line before Hydra composes anything; then
     the run (or sweep)."""
     overrides = [argument for argument in sys.argv[1:] if argument not in VERBOSE]
-    if problem := (
-        unknown_choice(overrides)
-        or secret_in_overrides(overrides)
-        or trainer_override(overrides)
-        or check_overrides(overrides)
-    ):
+    if problem := (unknown_choice(overrides) or secret_in_overrides(overrides) or check_overrides(overrides)):
         sys.exit(f"error: {problem}")
     if len(overrides) < len(sys.argv) - 1:  # -v given: Hydra's own parser knows no -v
         verbose = [] if any(o.startswith("hydra.verbose=") for o in overrides) else ["hydra.verbose=repcali"]

@@ -37,8 +37,6 @@ from repcali.errors import RepCaliError
 
 CHOICES = ("auto", "fp32", "tf32", "bf16")  # what ``precision=`` takes (repcali.config.Precision)
 RESOLVED = ("fp32", "tf32", "bf16")  # what a run trains in, fastest last
-TRAINER_KEYS = {"bf16": "bf16", "fp16": "bf16", "tf32": "tf32", "bf16_full_eval": "bf16", "fp16_full_eval": "bf16"}
-NO_FP16 = "fp16 is not offered, T5 overflows in it (huggingface/transformers#10956)"
 
 
 @dataclass(frozen=True)
@@ -104,31 +102,6 @@ def use_tf32(resolved: str) -> None:
         torch.backends.fp32_precision = mode
     else:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
-
-
-def _set_directly(key: str) -> str:
-    why = f"; {NO_FP16}" if key.startswith("fp16") else ""
-    return (
-        f"trainer.{key} is set by the run's precision{why}. Fix: remove trainer.{key}; "
-        f"set precision={TRAINER_KEYS[key]} (or fp32, tf32, auto) instead."
-    )
-
-
-def check_trainer_keys(trainer: Mapping) -> None:
-    """``trainer.bf16`` / ``fp16`` / ``tf32`` set directly: refused, so that precision is set in one place."""
-    for key in TRAINER_KEYS:
-        if key in trainer:
-            raise RepCaliError(_set_directly(key))
-
-
-def trainer_override(overrides: list[str]) -> str | None:
-    """The same refusal for a command line's ``trainer.bf16=true`` (with or without ``+``), before Hydra composes
-    (which would otherwise say, over many lines, that the key is not in the trainer's config)."""
-    for override in overrides:
-        key = override.lstrip("+~").partition("=")[0].removeprefix("trainer.")
-        if override.lstrip("+~").startswith("trainer.") and key in TRAINER_KEYS:
-            return _set_directly(key)
-    return None
 
 
 def legacy(trainer: Mapping) -> str:

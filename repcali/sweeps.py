@@ -47,8 +47,8 @@ from repcali import grid
 from repcali.config import PROJECT_ROOT
 from repcali.errors import RepCaliError
 from repcali.ownership import shown_status
-from repcali.precision import trainer_override
 from repcali.results import InvalidResults, read_results
+from repcali.validate import check_overrides
 
 SWEEPS_DIR = PROJECT_ROOT / "sweeps"
 STOPS = (signal.SIGINT, signal.SIGTERM)  # passed on to the running part
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.name and not (args.command == "prefetch" and args.run):
         cli.error(f"name a sweep: one of {available()}" if args.command != "tune" else "name a search's folder")
     try:
-        if problem := trainer_override(args.overrides):  # trainer.bf16=true: precision=bf16 (repcali/precision.py)
+        if problem := check_overrides(args.overrides):  # a key that is no setting, a wrong type: train.py's check
             raise RepCaliError(problem)
         if args.command == "tune":
             from repcali.tuning import write_best_from

@@ -31,7 +31,7 @@ from repcali.console import quiet
 from repcali.errors import RepCaliError, one_line
 from repcali.formatters import detokenize_wordpiece, join_cjk
 from repcali.methods import unwrap
-from repcali.precision import check_trainer_keys, run_precision, trainer_arguments, use_tf32
+from repcali.precision import run_precision, trainer_arguments, use_tf32
 from repcali.sharding import unsharded
 from repcali.validate import check_trainer
 
@@ -245,21 +245,6 @@ def generation_config(model, settings: DictConfig) -> GenerationConfig:
     return config
 
 
-# Set by the run itself (trainer.<field> would be silently replaced), and what sets it.
-RUN_OWNED = {
-    "output_dir": "runs_dir=<folder>",
-    "seed": "seed=<n>",
-    "report_to": "logger=wandb",
-    "predict_with_generate": "task.generation.*",
-    "generation_config": "task.generation.*",
-    "save_strategy": "checkpoint.every_minutes / checkpoint.every_steps",
-    "save_steps": "checkpoint.every_steps",
-    "save_total_limit": "checkpoint.keep",
-    "load_best_model_at_end": "trainer.eval_strategy (not no: the best validated checkpoint is scored)",
-    "metric_for_best_model": "task.selection.metric",
-    "greater_is_better": "task.selection.metric (every task metric is higher-is-better)",
-    "restore_callback_states_from_checkpoint": "task.selection.patience",
-}
 # Values Seq2SeqTrainingArguments accepts but training cannot use: field -> the least that can work.
 LEAST = {
     "per_device_train_batch_size": 1,
@@ -281,8 +266,7 @@ def training_arguments(
     interval and at the end of training, :class:`~repcali.checkpoints.Checkpointer` on the clock.
     """
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    check_trainer_keys(kwargs)  # bf16 / fp16 / tf32 are the run's precision's (repcali/precision.py)
-    _check_keys(kwargs)
+    check_trainer(kwargs)  # each key a Seq2SeqTrainingArguments field the run does not set, each value of its type
     kwargs.setdefault("dataloader_pin_memory", torch.cuda.is_available())  # without CUDA torch warns at each loader
     kwargs.setdefault("disable_tqdm", quiet())  # train.py without -v: no progress bars (repcali/console.py)
     every_steps = cfg.checkpoint.every_steps
@@ -327,13 +311,6 @@ def selection_arguments(cfg: DictConfig) -> dict:
         # the early-stopping count since the best is in each checkpoint: a resumed run stops where it would have
         "restore_callback_states_from_checkpoint": cfg.task.selection.patience is not None,
     }
-
-
-def _check_keys(trainer: dict) -> None:
-    for key in trainer:
-        if key in RUN_OWNED:
-            raise RepCaliError(f"trainer.{key} is set by the run. Fix: remove it; set {RUN_OWNED[key]} instead.")
-    check_trainer(trainer)  # each key a Seq2SeqTrainingArguments field, each value of its type
 
 
 def _check_values(args: Seq2SeqTrainingArguments) -> None:

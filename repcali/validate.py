@@ -44,6 +44,28 @@ TRAINER = "trainer"  # Seq2SeqTrainingArguments' fields: checked here
 # Values transformers takes beyond a field's annotation: ``fsdp: true`` (conf/trainer/fsdp.yaml) is annotated str.
 BEYOND_ANNOTATION = {"fsdp": ["bool"]}
 _TABLE = 1  # bump when the cached table of trainer fields changes shape
+_PRECISION = "precision={} (or fp32, tf32, auto: repcali/precision.py)"
+# Seq2SeqTrainingArguments fields the run sets itself (a trainer.<field> would be silently replaced), and what
+# sets them: each concept in one place.
+RUN_OWNED = {
+    "output_dir": "runs_dir=<folder>",
+    "seed": "seed=<n>",
+    "report_to": "logger=wandb",
+    "predict_with_generate": "task.generation.*",
+    "generation_config": "task.generation.*",
+    "save_strategy": "checkpoint.every_minutes / checkpoint.every_steps",
+    "save_steps": "checkpoint.every_steps",
+    "save_total_limit": "checkpoint.keep",
+    "load_best_model_at_end": "trainer.eval_strategy (not no: the best validated checkpoint is scored)",
+    "metric_for_best_model": "task.selection.metric",
+    "greater_is_better": "task.selection.metric (every task metric is higher-is-better)",
+    "restore_callback_states_from_checkpoint": "task.selection.patience",
+    "bf16": _PRECISION.format("bf16"),
+    "bf16_full_eval": _PRECISION.format("bf16"),
+    "tf32": _PRECISION.format("tf32"),
+    "fp16": "precision=bf16 (fp16 is not offered, T5 overflows in it: huggingface/transformers#10956)",
+    "fp16_full_eval": "precision=bf16 (fp16 is not offered, T5 overflows in it: huggingface/transformers#10956)",
+}
 
 
 def closest(key: str, names: Iterable[str]) -> str | None:
@@ -173,9 +195,14 @@ def _read_trainer_fields() -> dict[str, dict[str, Any]]:
 
 
 def check_trainer(trainer: Mapping[str, Any]) -> None:
-    """Every ``trainer.<key>`` a ``Seq2SeqTrainingArguments`` field, its value of that field's type."""
+    """Every ``trainer.<key>`` a ``Seq2SeqTrainingArguments`` field that the run does not set itself
+    (:data:`RUN_OWNED`), its value of that field's type."""
     known = trainer_fields()
     for key, value in trainer.items():
+        if key in RUN_OWNED:
+            raise RepCaliError(
+                f"trainer.{key} is set by the run. Fix: remove trainer.{key}; set {RUN_OWNED[key]} instead."
+            )
         if key not in known:
             close = f"trainer.{near}, or " if (near := closest(key, known)) else ""
             raise RepCaliError(

@@ -42,7 +42,7 @@ def test_the_command_line_check_reads_sweeps_and_passes_valid_choices():
         (["method=lora", "calib=on", "calib.train=frozen"], "calib.train=frozen trains only the RepCali block"),
         (["+trainer.not_an_argument=1"], "trainer.not_an_argument is not a Seq2SeqTrainingArguments field. Fix: "),
         (["+trainer.learning_rat=0.1"], "Fix: use trainer.learning_rate, or a field"),
-        (["+trainer.seed=3"], "trainer.seed is set by the run. Fix: remove it; set seed=<n> instead."),
+        (["+trainer.seed=3"], "trainer.seed is set by the run. Fix: remove trainer.seed; set seed=<n> instead."),
         (["trainer.per_device_train_batch_size=0"], "trainer.per_device_train_batch_size=0 cannot train. Fix: "),
         (["trainer.per_device_eval_batch_size=0"], "trainer.per_device_eval_batch_size=0 cannot train. Fix: "),
         (["trainer.gradient_accumulation_steps=0"], "trainer.gradient_accumulation_steps=0 cannot train. Fix: "),
