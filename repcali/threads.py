@@ -4,7 +4,8 @@ torch's CPU kernels (MKL's and oneDNN's too) run on an OpenMP thread team: GNU l
 wheels. Between parallel regions its threads spin (~300,000 iterations, milliseconds) before they sleep.
 Two processes with a thread per core each then spend their time slices spinning against each other:
 two tiny runs on 2 cores took 10× as long as one, not 2× (issue 20). A shorter spin does not cure it
-(``GOMP_SPINCOUNT=20000`` was no better under load); threads that sleep at once do. The policy, unasked:
+(two default runs at once, two threads each, on 2 idle cores: 83 s with ``GOMP_SPINCOUNT=10000``, 191 s
+with 30,000, 25 s with threads that sleep at once). The policy, unasked:
 
 - before torch loads, in every command's first lines (:func:`wait_policy`): ``OMP_WAIT_POLICY=PASSIVE``
   (libgomp; LLVM's and Intel's OpenMP read it as KMP_BLOCKTIME=0), unless the user chose a wait policy or spin time;
